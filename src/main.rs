@@ -1,0 +1,24 @@
+//! The `mcp-operator` command line: parses arguments and calls one function per subcommand.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "mcp-operator", version, about = "Kubernetes operator for MCP servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CustomResourceDefinitions (what crds/ holds) as YAML.
+    Crd(mcp_operator::api::crd::CrdArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd(args) => mcp_operator::api::crd::run(&args),
+    }
+}
