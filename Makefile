@@ -17,10 +17,10 @@ CARGO      ?= cargo
 NEXTEST    := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo yes)
 export MCP_OPERATOR_PEERS := $(PEERS)
 
-.PHONY: help build test lint manifests peers check-manifests check-packaging
+.PHONY: help build test test-rust test-packaging lint manifests peers
 
 help: ## List the targets
-	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | column -t -s $$'\t'
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## Build the mcp-operator binary (debug)
 	$(CARGO) build --locked
@@ -47,3 +47,24 @@ $(PEERS_STAMP): hack/peers/package.json hack/peers/package-lock.json hack/peers/
 # ---- manifests ---------------------------------------------------------------------
 manifests: ## Regenerate the CRDs (crds/, config/crd/bases/, chart) from src/api
 	$(CARGO) run --quiet --locked -- crd --out-dir crds --out-dir config/crd/bases --out-dir charts/mcp-operator/files/crds
+
+# ---- test & lint -------------------------------------------------------------------
+# cargo-nextest when present (faster, per-test isolation), cargo test otherwise.
+ifeq ($(NEXTEST),yes)
+TEST_CMD := $(CARGO) nextest run --locked --all-targets --profile $(if $(CI),ci,default)
+else
+TEST_CMD := $(CARGO) test --locked --all-targets
+endif
+
+test: peers test-rust test-packaging ## Run every test (installs the peers it needs first)
+
+test-rust: peers ## Unit and integration tests (admission, CRD drift, MCP peers)
+	$(TEST_CMD)
+
+test-packaging: peers ## Render config/ and the chart; validate every object (helm lint, kubernetes-validate)
+	HELM=$(HELM) KUBECTL=$(KUBECTL) PYTHON=$(VENV)/bin/python hack/check-packaging.sh
+
+lint: peers ## cargo fmt --check, clippy -D warnings, helm lint --strict
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(HELM) lint --strict charts/mcp-operator

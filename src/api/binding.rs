@@ -1,6 +1,10 @@
 //! The McpBinding kind: a consumer's access to McpServers — the credentials Secret it
 //! generates (`mcp.json`, token) and the per-consumer narrowing and grants.
 
+// kube's `printcolumn(…)` entries repeat `type_ = "string"`; clippy mistakes the
+// repetition for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -20,10 +24,22 @@ use super::common::GoDuration;
     status = "McpBindingStatus",
     derive = "PartialEq",
     doc = "A consumer's access to MCP servers: a credentials Secret with a ready mcp.json, and per-consumer tool grants.",
-    printcolumn(name = "Servers", type_ = "string", json_path = ".status.servers[*].name"),
+    printcolumn(
+        name = "Servers",
+        type_ = "string",
+        json_path = ".status.servers[*].name"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("(has(self.servers) && size(self.servers) > 0) || has(self.serverSelector)")
@@ -139,7 +155,10 @@ pub struct TokenRotation {
 
 impl Default for TokenRotation {
     fn default() -> Self {
-        Self { period: default_rotation_period(), grace_period: default_grace_period() }
+        Self {
+            period: default_rotation_period(),
+            grace_period: default_grace_period(),
+        }
     }
 }
 

@@ -70,20 +70,29 @@ pub struct DurationError {
 
 /// Parses Go's `time.ParseDuration` syntax without sign: one or more `<number><unit>`.
 pub fn parse_duration(input: &str) -> Result<StdDuration, DurationError> {
-    let err = |why| DurationError { input: input.to_owned(), why };
+    let err = |why| DurationError {
+        input: input.to_owned(),
+        why,
+    };
     if input.is_empty() {
         return Err(err("empty"));
     }
     let mut rest = input;
     let mut total = 0f64;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(err("a number must come before each unit"));
         }
-        let value: f64 = rest[..num_len].parse().map_err(|_| err("malformed number"))?;
+        let value: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| err("malformed number"))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let seconds_per_unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -159,7 +168,10 @@ pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'
 pub(crate) fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }
 
@@ -189,15 +201,24 @@ mod tests {
     #[test]
     fn rejects_bad_durations() {
         for input in ["", "30", "s", "5 m", "5x", "-5s", "1h-5m", "5mm"] {
-            assert!(parse_duration(input).is_err(), "{input:?} should be rejected");
+            assert!(
+                parse_duration(input).is_err(),
+                "{input:?} should be rejected"
+            );
         }
     }
 
     #[test]
     fn duration_pattern_agrees_with_parser() {
         let re = regex::Regex::new(DURATION_PATTERN).unwrap();
-        for input in ["30s", "5m", "1h30m", "1.5h", "10µs", "", "30", "5x", "-5s", "5 m"] {
-            assert_eq!(re.is_match(input), parse_duration(input).is_ok(), "{input:?}");
+        for input in [
+            "30s", "5m", "1h30m", "1.5h", "10µs", "", "30", "5x", "-5s", "5 m",
+        ] {
+            assert_eq!(
+                re.is_match(input),
+                parse_duration(input).is_ok(),
+                "{input:?}"
+            );
         }
     }
 

@@ -43,7 +43,10 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Err
 
 /// The files `make manifests` writes into each directory: (file name, contents).
 pub fn rendered_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    all().iter().map(|crd| Ok((file_name(crd), to_yaml(crd)?))).collect()
+    all()
+        .iter()
+        .map(|crd| Ok((file_name(crd), to_yaml(crd)?)))
+        .collect()
 }
 
 /// Writes every CRD into `dir`, creating it.
@@ -58,7 +61,10 @@ pub fn write_dir(dir: &Path) -> anyhow::Result<()> {
 /// `mcp-operator crd`: prints all CRDs as one multi-document YAML stream, or writes files.
 pub fn run(args: &CrdArgs) -> anyhow::Result<()> {
     if args.out_dirs.is_empty() {
-        let docs: Vec<String> = rendered_files()?.into_iter().map(|(_, yaml)| yaml).collect();
+        let docs: Vec<String> = rendered_files()?
+            .into_iter()
+            .map(|(_, yaml)| yaml)
+            .collect();
         print!("{}", docs.join("---\n"));
         return Ok(());
     }

@@ -2,6 +2,10 @@
 //! rate limits, size/time limits, audit, egress, workload rules). How several policies
 //! combine lives in `crate::policy`, not here.
 
+// kube's `printcolumn(…)` entries repeat `type_ = "string"`; clippy mistakes the
+// repetition for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::{
     api::resource::Quantity,
     apis::meta::v1::{Condition, LabelSelector},
@@ -27,8 +31,16 @@ use super::common::{GoDuration, LocalRef};
     printcolumn(name = "Targets", type_ = "integer", json_path = ".status.targetCount"),
     printcolumn(name = "Pinning", type_ = "string", json_path = ".spec.pinning"),
     printcolumn(name = "Audit", type_ = "string", json_path = ".spec.audit.level"),
-    printcolumn(name = "Accepted", type_ = "string", json_path = r#".status.conditions[?(@.type=="Accepted")].status"#),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("(has(self.targetRefs) && size(self.targetRefs) > 0) || has(self.serverSelector)")
@@ -100,7 +112,19 @@ pub struct ToolRules {
 pub type ToolPattern = String;
 
 /// Pinning enforcement.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum PinningMode {
     /// No comparison.
     #[default]
@@ -131,7 +155,9 @@ pub struct RateLimit {
 }
 
 /// What a rate-limit bucket counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum RateLimitScope {
     /// A bucket per McpBinding.
     #[default]
@@ -179,7 +205,19 @@ pub struct Audit {
 }
 
 /// How much of each request the audit log records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum AuditLevel {
     /// Who, what, when, outcome; no content.
     #[default]

@@ -1,6 +1,10 @@
 //! The McpServer kind: one MCP server, how it runs or where it lives (spec), and what it
 //! was seen to offer (status). Field names and admission rules follow API.md.
 
+// kube's `printcolumn(…)` entries repeat `type_ = "string"`; clippy mistakes the
+// repetition for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
@@ -30,12 +34,29 @@ use super::common::GoDuration;
     derive = "PartialEq",
     doc = "An MCP server: how it runs (container) or where it lives (remote), and what it was seen to offer.",
     printcolumn(name = "Transport", type_ = "string", json_path = ".spec.transport"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
     printcolumn(name = "Tools", type_ = "integer", json_path = ".status.toolCount"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Last Probe", type_ = "date", json_path = ".status.lastProbe.time"),
-    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Last Probe",
+        type_ = "date",
+        json_path = ".status.lastProbe.time"
+    ),
+    printcolumn(
+        name = "URL",
+        type_ = "string",
+        json_path = ".status.url",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("has(self.container) != has(self.remote)")
@@ -123,7 +144,9 @@ pub enum Transport {
 }
 
 /// How a Stdio server's process is shared between client sessions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum SessionMode {
     /// One long-lived process per replica; sessions are multiplexed onto it.
     #[default]
@@ -312,7 +335,12 @@ pub struct GatewaySpec {
 
 impl Default for GatewaySpec {
     fn default() -> Self {
-        Self { enabled: true, port: default_gateway_port(), auth: GatewayAuth::default(), resources: None }
+        Self {
+            enabled: true,
+            port: default_gateway_port(),
+            auth: GatewayAuth::default(),
+            resources: None,
+        }
     }
 }
 
@@ -328,7 +356,9 @@ fn default_gateway_port() -> i32 {
 }
 
 /// Who may call through the gateway.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum GatewayAuth {
     /// Bearer tokens issued by McpBindings; unknown tokens are refused.
     #[default]

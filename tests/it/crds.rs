@@ -19,21 +19,40 @@ fn committed_crds_match_the_code() {
                 Err(e) => drift.push(format!("{}: {e}", path.display())),
             }
         }
-        let count = std::fs::read_dir(root.join(dir)).map(|d| d.count()).unwrap_or(0);
+        let count = std::fs::read_dir(root.join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0);
         if count != expected.len() {
-            drift.push(format!("{dir} holds {count} files, expected {}", expected.len()));
+            drift.push(format!(
+                "{dir} holds {count} files, expected {}",
+                expected.len()
+            ));
         }
     }
-    assert!(drift.is_empty(), "CRDs out of date — run `make manifests`:\n{}", drift.join("\n"));
+    assert!(
+        drift.is_empty(),
+        "CRDs out of date — run `make manifests`:\n{}",
+        drift.join("\n")
+    );
 }
 
 #[test]
 fn every_crd_schema_is_structural() {
     for crd in crd::all() {
         for version in &crd.spec.versions {
-            let schema = version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).unwrap();
+            let schema = version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .unwrap();
             let problems = check_structural_schema(&serde_json::to_value(schema).unwrap());
-            assert!(problems.is_empty(), "{} {} is not structural:\n{}", crd.spec.names.kind, version.name, problems.join("\n"));
+            assert!(
+                problems.is_empty(),
+                "{} {} is not structural:\n{}",
+                crd.spec.names.kind,
+                version.name,
+                problems.join("\n")
+            );
         }
     }
 }
@@ -41,9 +60,32 @@ fn every_crd_schema_is_structural() {
 #[test]
 fn names_columns_and_subresources_follow_the_api() {
     let expected = [
-        ("McpServer", "mcpservers", "mcpsrv", vec!["Transport", "Ready", "Tools", "Phase", "Last Probe", "URL", "Age"]),
-        ("McpPolicy", "mcppolicies", "mcppol", vec!["Targets", "Pinning", "Audit", "Accepted", "Age"]),
-        ("McpBinding", "mcpbindings", "mcpbind", vec!["Servers", "Secret", "Ready", "Age"]),
+        (
+            "McpServer",
+            "mcpservers",
+            "mcpsrv",
+            vec![
+                "Transport",
+                "Ready",
+                "Tools",
+                "Phase",
+                "Last Probe",
+                "URL",
+                "Age",
+            ],
+        ),
+        (
+            "McpPolicy",
+            "mcppolicies",
+            "mcppol",
+            vec!["Targets", "Pinning", "Audit", "Accepted", "Age"],
+        ),
+        (
+            "McpBinding",
+            "mcpbindings",
+            "mcpbind",
+            vec!["Servers", "Secret", "Ready", "Age"],
+        ),
     ];
     for (crd, (kind, plural, short, columns)) in crd::all().iter().zip(expected) {
         let names = &crd.spec.names;
@@ -56,11 +98,28 @@ fn names_columns_and_subresources_follow_the_api() {
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
         assert!(version.served && version.storage);
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{kind} has no status subresource");
-        let got: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "{kind} has no status subresource"
+        );
+        let got: Vec<&str> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(got, columns, "{kind} printer columns");
     }
     let server = &crd::all()[0];
-    let url = server.spec.versions[0].additional_printer_columns.iter().flatten().find(|c| c.name == "URL").unwrap();
+    let url = server.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .find(|c| c.name == "URL")
+        .unwrap();
     assert_eq!(url.priority, Some(1), "URL shows only with -o wide");
 }

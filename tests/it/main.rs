@@ -3,3 +3,5 @@
 
 mod crds;
 mod manifests;
+mod prober;
+mod support;

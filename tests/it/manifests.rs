@@ -16,7 +16,9 @@ fn repo_root() -> PathBuf {
 fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display())))
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()))
+        })
         .filter(|doc| !doc.is_null())
         .collect()
 }
@@ -39,7 +41,10 @@ fn admit_all_in(dir: &Path) -> usize {
     let mut failures = Vec::new();
     for file in yaml_files(dir) {
         for doc in documents(&file) {
-            let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+            let api_version = doc
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !api_version.starts_with("mcp-operator.dev/") {
                 continue;
             }
@@ -49,7 +54,11 @@ fn admit_all_in(dir: &Path) -> usize {
             }
         }
     }
-    assert!(failures.is_empty(), "manifests refused at admission:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "manifests refused at admission:\n{}",
+        failures.join("\n")
+    );
     checked
 }
 
@@ -57,7 +66,10 @@ fn admit_all_in(dir: &Path) -> usize {
 fn every_example_is_admitted() {
     let checked = admit_all_in(&repo_root().join("examples"));
     // server-everything stdio/HTTP/SSE, memory, filesystem, remote, uvx, policy, binding.
-    assert!(checked >= 9, "expected at least 9 custom resources in examples/, found {checked}");
+    assert!(
+        checked >= 9,
+        "expected at least 9 custom resources in examples/, found {checked}"
+    );
 }
 
 #[test]
@@ -71,9 +83,20 @@ fn examples_cover_every_kind_and_transport() {
     let mut seen = std::collections::BTreeSet::new();
     for file in yaml_files(&repo_root().join("examples")) {
         for doc in documents(&file) {
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let transport = doc.pointer("/spec/transport").and_then(Value::as_str).unwrap_or_default();
-            let place = if doc.pointer("/spec/remote").is_some() { "remote" } else { "container" };
+            let kind = doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let transport = doc
+                .pointer("/spec/transport")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let place = if doc.pointer("/spec/remote").is_some() {
+                "remote"
+            } else {
+                "container"
+            };
             seen.insert(format!("{kind}/{transport}/{place}"));
         }
     }
@@ -85,7 +108,10 @@ fn examples_cover_every_kind_and_transport() {
         "McpPolicy//container",
         "McpBinding//container",
     ] {
-        assert!(seen.contains(wanted), "examples/ has no {wanted}; seen: {seen:?}");
+        assert!(
+            seen.contains(wanted),
+            "examples/ has no {wanted}; seen: {seen:?}"
+        );
     }
 }
 
@@ -103,24 +129,46 @@ fn expectations(path: &Path) -> Vec<String> {
 fn every_invalid_fixture_is_refused_with_its_message() {
     let admission = Admission::for_own_kinds();
     let files = yaml_files(&repo_root().join("tests/fixtures/invalid"));
-    assert!(files.len() >= 30, "expected a fixture per admission rule, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected a fixture per admission rule, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let expected = expectations(file);
-        assert!(!expected.is_empty(), "{}: no `# expect:` line", file.display());
+        assert!(
+            !expected.is_empty(),
+            "{}: no `# expect:` line",
+            file.display()
+        );
         let docs = documents(file);
-        assert_eq!(docs.len(), 1, "{}: one document per fixture", file.display());
+        assert_eq!(
+            docs.len(),
+            1,
+            "{}: one document per fixture",
+            file.display()
+        );
         match admission.admit(&docs[0], None) {
             Ok(_) => failures.push(format!("{}: admitted, expected refusal", file.display())),
             Err(err) => {
                 let text = err.to_string();
                 for wanted in &expected {
                     if !text.contains(wanted.as_str()) {
-                        failures.push(format!("{}:\n  expected: {wanted}\n  got:      {text}", file.display()));
+                        failures.push(format!(
+                            "{}:\n  expected: {wanted}\n  got:      {text}",
+                            file.display()
+                        ));
                     }
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures misbehaved:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures misbehaved:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
 }
