@@ -77,7 +77,10 @@ impl Admission {
         let mut kinds = HashMap::new();
         for crd in crds {
             for version in crd.spec.versions.iter().filter(|v| v.served) {
-                let Some(schema) = version.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref())
+                let Some(schema) = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
                 else {
                     continue;
                 };
@@ -91,7 +94,10 @@ impl Admission {
                 kinds.insert((api_version, crd.spec.names.kind.clone()), served);
             }
         }
-        Self { kinds, validator: Validator::new() }
+        Self {
+            kinds,
+            validator: Validator::new(),
+        }
     }
 
     /// Admission for mcp-operator's own kinds.
@@ -101,7 +107,8 @@ impl Admission {
 
     /// Whether this admission knows the apiVersion/kind.
     pub fn serves(&self, api_version: &str, kind: &str) -> bool {
-        self.kinds.contains_key(&(api_version.to_owned(), kind.to_owned()))
+        self.kinds
+            .contains_key(&(api_version.to_owned(), kind.to_owned()))
     }
 
     /// Checks `object` as a create would; `old` is the stored object for an update
@@ -116,9 +123,13 @@ impl Admission {
             .get("kind")
             .and_then(Value::as_str)
             .ok_or(AdmissionError::NotAnObject("kind is missing"))?;
-        let served = self.kinds.get(&(api_version.to_owned(), kind.to_owned())).ok_or_else(|| {
-            AdmissionError::UnknownKind { api_version: api_version.to_owned(), kind: kind.to_owned() }
-        })?;
+        let served = self
+            .kinds
+            .get(&(api_version.to_owned(), kind.to_owned()))
+            .ok_or_else(|| AdmissionError::UnknownKind {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            })?;
         let name = object
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -139,7 +150,10 @@ impl Admission {
             return Err(invalid(errors));
         }
         let defaulted = kube::core::cel::apply_defaults(&served.schema, object);
-        if let Err(cel_errors) = self.validator.validate_compiled(&served.compiled, &defaulted, old) {
+        if let Err(cel_errors) = self
+            .validator
+            .validate_compiled(&served.compiled, &defaulted, old)
+        {
             let errors = cel_errors
                 .iter()
                 .map(|e| FieldError::cel(&defaulted, &e.field_path, &e.message))
@@ -169,7 +183,9 @@ mod tests {
 
     #[test]
     fn valid_object_is_admitted_with_defaults() {
-        let admitted = Admission::for_own_kinds().admit(&stdio_server(), None).unwrap();
+        let admitted = Admission::for_own_kinds()
+            .admit(&stdio_server(), None)
+            .unwrap();
         assert_eq!(admitted.pointer("/spec/replicas"), Some(&json!(1)));
     }
 
@@ -187,7 +203,10 @@ mod tests {
         object["spec"]["remote"] = json!({"url": "https://example.com/mcp"});
         let err = Admission::for_own_kinds().admit(&object, None).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("spec: Invalid value: \"object\": set exactly one of spec.container"), "{text}");
+        assert!(
+            text.contains("spec: Invalid value: \"object\": set exactly one of spec.container"),
+            "{text}"
+        );
     }
 
     #[test]

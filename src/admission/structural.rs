@@ -42,7 +42,12 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(path: &str, kind: FieldErrorKind, value: String, detail: String) -> Self {
-        Self { path: path.to_owned(), kind, value, detail }
+        Self {
+            path: path.to_owned(),
+            kind,
+            value,
+            detail,
+        }
     }
 
     /// A failed CEL rule at `path` of `object` (the API server shows the value's type).
@@ -57,7 +62,12 @@ impl FieldError {
             Some(Value::Null) => "null",
         };
         let path = if path.is_empty() { "<root>" } else { path };
-        Self::new(path, FieldErrorKind::Invalid, format!("\"{type_name}\""), message.to_owned())
+        Self::new(
+            path,
+            FieldErrorKind::Invalid,
+            format!("\"{type_name}\""),
+            message.to_owned(),
+        )
     }
 }
 
@@ -67,7 +77,9 @@ impl fmt::Display for FieldError {
         match self.kind {
             FieldErrorKind::Required => write!(f, "{path}: Required value"),
             FieldErrorKind::Invalid => write!(f, "{path}: Invalid value: {value}: {detail}"),
-            FieldErrorKind::Unsupported => write!(f, "{path}: Unsupported value: {value}: {detail}"),
+            FieldErrorKind::Unsupported => {
+                write!(f, "{path}: Unsupported value: {value}: {detail}")
+            }
             FieldErrorKind::TooLong => write!(f, "{path}: Too long: {detail}"),
             FieldErrorKind::TooMany => write!(f, "{path}: Too many: {value}: {detail}"),
             FieldErrorKind::Duplicate => write!(f, "{path}: Duplicate value: {value}"),
@@ -81,7 +93,9 @@ impl fmt::Display for FieldError {
 pub(super) fn validate_metadata(object: &Value) -> Vec<FieldError> {
     let metadata = object.get("metadata");
     let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str);
-    let generate_name = metadata.and_then(|m| m.get("generateName")).and_then(Value::as_str);
+    let generate_name = metadata
+        .and_then(|m| m.get("generateName"))
+        .and_then(Value::as_str);
     match (name, generate_name) {
         (None, None) => vec![FieldError::new(
             "metadata.name",
@@ -103,7 +117,9 @@ fn is_dns_subdomain(name: &str) -> bool {
     name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -118,7 +134,11 @@ pub fn validate_schema(schema: &Value, value: &Value) -> Vec<FieldError> {
 }
 
 fn child_path(parent: &str, field: &str) -> String {
-    if parent.is_empty() { field.to_owned() } else { format!("{parent}.{field}") }
+    if parent.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{parent}.{field}")
+    }
 }
 
 fn json_repr(value: &Value) -> String {
@@ -163,7 +183,9 @@ fn walk(schema: &Value, value: &Value, path: &str, root: bool, errors: &mut Vec<
         Value::Object(fields) => walk_object(schema, fields, path, root, errors),
         Value::Array(items) => walk_array(schema, items, path, errors),
         Value::String(s) => check_string(schema, s, path, errors),
-        Value::Number(n) => check_number(schema, n.as_f64().unwrap_or_default(), value, path, errors),
+        Value::Number(n) => {
+            check_number(schema, n.as_f64().unwrap_or_default(), value, path, errors)
+        }
         _ => {}
     }
 }
@@ -187,7 +209,9 @@ fn type_error(path: &str, value: &Value, expected: &str) -> FieldError {
 }
 
 fn check_enum(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    let Some(allowed) = schema.get("enum").and_then(Value::as_array) else { return };
+    let Some(allowed) = schema.get("enum").and_then(Value::as_array) else {
+        return;
+    };
     if !allowed.contains(value) {
         let list: Vec<String> = allowed.iter().map(json_repr).collect();
         errors.push(FieldError::new(
@@ -209,8 +233,15 @@ fn walk_object(
     let properties = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     let preserve_unknown = flag(schema, "x-kubernetes-preserve-unknown-fields");
-    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-        let Some(name) = required.as_str() else { continue };
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = required.as_str() else {
+            continue;
+        };
         if fields.get(name).is_none_or(Value::is_null) {
             errors.push(FieldError::new(
                 &child_path(path, name),
@@ -225,9 +256,21 @@ fn walk_object(
             continue;
         }
         if let Some(field_schema) = properties.and_then(|p| p.get(name)) {
-            walk(field_schema, field_value, &child_path(path, name), false, errors);
+            walk(
+                field_schema,
+                field_value,
+                &child_path(path, name),
+                false,
+                errors,
+            );
         } else if let Some(value_schema) = additional {
-            walk(value_schema, field_value, &format!("{path}[{name}]"), false, errors);
+            walk(
+                value_schema,
+                field_value,
+                &format!("{path}[{name}]"),
+                false,
+                errors,
+            );
         } else if !preserve_unknown {
             errors.push(FieldError::new(
                 &child_path(path, name),
@@ -262,14 +305,25 @@ fn walk_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Fiel
     }
     if let Some(item_schema) = schema.get("items") {
         for (index, item) in items.iter().enumerate() {
-            walk(item_schema, item, &format!("{path}[{index}]"), false, errors);
+            walk(
+                item_schema,
+                item,
+                &format!("{path}[{index}]"),
+                false,
+                errors,
+            );
         }
     }
     check_list_uniqueness(schema, items, path, errors);
 }
 
 /// `x-kubernetes-list-type: map` keys and `set` items must be unique.
-fn check_list_uniqueness(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
+fn check_list_uniqueness(
+    schema: &Value,
+    items: &[Value],
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
     let keys: Vec<&str> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("map") => schema
             .get("x-kubernetes-list-map-keys")
@@ -284,7 +338,11 @@ fn check_list_uniqueness(schema: &Value, items: &[Value], path: &str, errors: &m
         let identity = if keys.is_empty() {
             item.clone()
         } else {
-            Value::Object(keys.iter().filter_map(|k| Some(((*k).to_owned(), item.get(*k)?.clone()))).collect())
+            Value::Object(
+                keys.iter()
+                    .filter_map(|k| Some(((*k).to_owned(), item.get(*k)?.clone())))
+                    .collect(),
+            )
         };
         if !seen.insert(json_repr(&identity)) {
             errors.push(FieldError::new(
@@ -320,7 +378,9 @@ fn check_string(schema: &Value, s: &str, path: &str, errors: &mut Vec<FieldError
         ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-        let matches = Regex::new(pattern).map(|re| re.is_match(s)).unwrap_or(false);
+        let matches = Regex::new(pattern)
+            .map(|re| re.is_match(s))
+            .unwrap_or(false);
         if !matches {
             errors.push(FieldError::new(
                 path,
@@ -370,15 +430,22 @@ fn structural_walk(schema: &Value, path: &str, problems: &mut Vec<String>) {
         problems.push(format!("{path}: schema node is not an object"));
         return;
     };
-    let exempt = flag(schema, "x-kubernetes-int-or-string") || flag(schema, "x-kubernetes-preserve-unknown-fields");
+    let exempt = flag(schema, "x-kubernetes-int-or-string")
+        || flag(schema, "x-kubernetes-preserve-unknown-fields");
     if node.contains_key("$ref") {
         problems.push(format!("{path}: $ref is not allowed"));
     }
     if !node.contains_key("type") && !exempt {
         problems.push(format!("{path}: type is missing"));
     }
-    if node.contains_key("properties") && node.get("additionalProperties").is_some_and(Value::is_object) {
-        problems.push(format!("{path}: properties and additionalProperties are mutually exclusive"));
+    if node.contains_key("properties")
+        && node
+            .get("additionalProperties")
+            .is_some_and(Value::is_object)
+    {
+        problems.push(format!(
+            "{path}: properties and additionalProperties are mutually exclusive"
+        ));
     }
     if node.get("type").and_then(Value::as_str) == Some("array") && !node.contains_key("items") {
         problems.push(format!("{path}: array without items"));
@@ -390,7 +457,13 @@ fn structural_walk(schema: &Value, path: &str, problems: &mut Vec<String>) {
             _ => continue,
         };
         for branch in branches {
-            for forbidden in ["type", "default", "description", "nullable", "additionalProperties"] {
+            for forbidden in [
+                "type",
+                "default",
+                "description",
+                "nullable",
+                "additionalProperties",
+            ] {
                 // int-or-string's own `anyOf: [{type: integer}, {type: string}]` is the one
                 // typed combinator Kubernetes allows.
                 if branch.get(forbidden).is_some() && !(forbidden == "type" && exempt) {
@@ -437,12 +510,20 @@ mod tests {
     }
 
     fn errors(value: Value) -> Vec<String> {
-        validate_schema(&schema(), &value).iter().map(ToString::to_string).collect()
+        validate_schema(&schema(), &value)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
     fn accepts_a_fitting_value() {
-        assert!(errors(json!({"name": "abc", "mode": "A", "count": 3, "labels": {"x": "y"}, "size": "1Mi"})).is_empty());
+        assert!(
+            errors(
+                json!({"name": "abc", "mode": "A", "count": 3, "labels": {"x": "y"}, "size": "1Mi"})
+            )
+            .is_empty()
+        );
         assert!(errors(json!({"name": "abc", "size": 5, "mode": null})).is_empty());
     }
 
@@ -450,21 +531,54 @@ mod tests {
     fn reports_each_violation_in_api_server_wording() {
         let cases = [
             (json!({}), "name: Required value"),
-            (json!({"name": 5}), "name: Invalid value: \"integer\": name in body must be of type string: \"integer\""),
-            (json!({"name": "abcdef"}), "name: Too long: may not be more than 5 bytes"),
-            (json!({"name": "ABC"}), "name: Invalid value: \"ABC\": name in body should match '^[a-z]+$'"),
-            (json!({"name": "a", "mode": "C"}), "mode: Unsupported value: \"C\": supported values: \"A\", \"B\""),
-            (json!({"name": "a", "count": 4}), "count: Invalid value: 4: count in body should be less than or equal to 3"),
-            (json!({"name": "a", "count": -1}), "count: Invalid value: -1: count in body should be greater than or equal to 0"),
-            (json!({"name": "a", "labels": {"x": 1}}), "labels[x]: Invalid value: \"integer\": labels[x] in body must be of type string: \"integer\""),
-            (json!({"name": "a", "size": true}), "size: Invalid value: \"boolean\": size in body must be of type integer or string: \"boolean\""),
+            (
+                json!({"name": 5}),
+                "name: Invalid value: \"integer\": name in body must be of type string: \"integer\"",
+            ),
+            (
+                json!({"name": "abcdef"}),
+                "name: Too long: may not be more than 5 bytes",
+            ),
+            (
+                json!({"name": "ABC"}),
+                "name: Invalid value: \"ABC\": name in body should match '^[a-z]+$'",
+            ),
+            (
+                json!({"name": "a", "mode": "C"}),
+                "mode: Unsupported value: \"C\": supported values: \"A\", \"B\"",
+            ),
+            (
+                json!({"name": "a", "count": 4}),
+                "count: Invalid value: 4: count in body should be less than or equal to 3",
+            ),
+            (
+                json!({"name": "a", "count": -1}),
+                "count: Invalid value: -1: count in body should be greater than or equal to 0",
+            ),
+            (
+                json!({"name": "a", "labels": {"x": 1}}),
+                "labels[x]: Invalid value: \"integer\": labels[x] in body must be of type string: \"integer\"",
+            ),
+            (
+                json!({"name": "a", "size": true}),
+                "size: Invalid value: \"boolean\": size in body must be of type integer or string: \"boolean\"",
+            ),
             (json!({"name": "a", "extra": 1}), "unknown field \"extra\""),
-            (json!({"name": "a", "items": [{"key": "k"}, {"key": "k"}]}), "items[1]: Duplicate value: {\"key\":\"k\"}"),
-            (json!({"name": "a", "items": [{}, {"key": "a"}, {"key": "b"}]}), "items: Too many: 3: must have at most 2 items"),
+            (
+                json!({"name": "a", "items": [{"key": "k"}, {"key": "k"}]}),
+                "items[1]: Duplicate value: {\"key\":\"k\"}",
+            ),
+            (
+                json!({"name": "a", "items": [{}, {"key": "a"}, {"key": "b"}]}),
+                "items: Too many: 3: must have at most 2 items",
+            ),
         ];
         for (value, expected) in cases {
             let got = errors(value.clone());
-            assert!(got.iter().any(|e| e == expected), "{value}: expected {expected:?}, got {got:?}");
+            assert!(
+                got.iter().any(|e| e == expected),
+                "{value}: expected {expected:?}, got {got:?}"
+            );
         }
     }
 
@@ -473,15 +587,30 @@ mod tests {
         assert!(check_structural_schema(&schema()).is_empty());
         let bad = json!({"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}]}, "y": {"type": "array"}}});
         let problems = check_structural_schema(&bad);
-        assert!(problems.iter().any(|p| p == "x: type is missing"), "{problems:?}");
-        assert!(problems.iter().any(|p| p == "x.anyOf: sets type"), "{problems:?}");
-        assert!(problems.iter().any(|p| p == "y: array without items"), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p == "x: type is missing"),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p == "x.anyOf: sets type"),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p == "y: array without items"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn metadata_name_must_be_a_dns_subdomain() {
         assert!(validate_metadata(&json!({"metadata": {"name": "ok-name.x"}})).is_empty());
-        assert_eq!(validate_metadata(&json!({"metadata": {"name": "Bad_Name"}}))[0].kind, FieldErrorKind::Invalid);
-        assert_eq!(validate_metadata(&json!({"metadata": {}}))[0].kind, FieldErrorKind::Required);
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {"name": "Bad_Name"}}))[0].kind,
+            FieldErrorKind::Invalid
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {}}))[0].kind,
+            FieldErrorKind::Required
+        );
     }
 }
