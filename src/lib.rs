@@ -4,7 +4,10 @@
 //! function per subcommand. Module map (see ARCHITECTURE.md):
 //! - [`api`]: the three CRD types, their admission rules and CRD generation.
 //! - [`admission`]: checks a manifest the way the API server would (schema + CEL).
+//! - [`prober`]: MCP client side: probes a server and builds its tool inventory.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod api;
+pub mod apiserver;
+pub mod prober;

@@ -4,7 +4,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "mcp-operator", version, about = "Kubernetes operator for MCP servers")]
+#[command(
+    name = "mcp-operator",
+    version,
+    about = "Kubernetes operator for MCP servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,11 +18,14 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions (what crds/ holds) as YAML.
     Crd(mcp_operator::api::crd::CrdArgs),
+    /// Probe an MCP server once: initialize, list tools/resources/prompts, print the inventory.
+    Probe(mcp_operator::prober::cli::ProbeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd(args) => mcp_operator::api::crd::run(&args),
+        Command::Probe(args) => mcp_operator::prober::cli::run(&args),
     }
 }

@@ -141,6 +141,7 @@ async fn expect_failure(url: &str, timeout: Duration, code: ProbeErrorCode, expe
     let report = probe(&target, &opts(timeout)).await;
     let elapsed = started.elapsed();
     let error = report.error().unwrap_or_else(|| panic!("{url}: expected {code}, got success"));
+    println!("{url} -> {error} (attempts {}, {} ms)", report.attempts, report.latency_ms);
     assert_eq!(error.code(), code, "{url}: {error}");
     assert!(error.message().contains(expect_in_message), "{url}: message lacks {expect_in_message:?}: {error}");
     let everything = format!("{error} {error:?} {report:?} {}", serde_json::to_string(&report).unwrap_or_default());

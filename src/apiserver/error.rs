@@ -1,0 +1,223 @@
+//! Errors of the embedded API server and their shape on the wire: every refusal becomes a
+//! `meta.k8s.io/v1` `Status` with the `reason` and `code` the real API server uses, so
+//! clients (kube, kubectl) classify them exactly as they would against a cluster.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use super::resources::ResourceType;
+use crate::admission::{FieldError, FieldErrorKind};
+
+/// Everything that can go wrong in the embedded API server.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    /// A request refused with a Kubernetes `Status` (404, 409, 422, ...).
+    #[error("{} ({}): {}", .0.reason, .0.code, .0.message)]
+    Status(Box<ApiStatus>),
+    /// The listener could not be bound.
+    #[error("cannot listen on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    /// The kubeconfig could not be written.
+    #[error("cannot write kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// Where it was to be written.
+        path: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server's URL did not parse (cannot happen for 127.0.0.1:<port>).
+    #[error("invalid server URL: {0}")]
+    Url(#[from] http::uri::InvalidUri),
+    /// A kube client for the server could not be built.
+    #[error("cannot build a kube client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// The fields of a failure `Status` object.
+#[derive(Clone, Debug)]
+pub struct ApiStatus {
+    /// HTTP code.
+    pub code: u16,
+    /// `StatusReason`, e.g. `NotFound`.
+    pub reason: &'static str,
+    /// Human-readable message, worded as the real server words it.
+    pub message: String,
+    /// `details` (name, group, kind, causes), if any.
+    pub details: Option<Value>,
+}
+
+/// Result type of request handling.
+pub type ApiResult<T> = Result<T, ApiServerError>;
+
+impl ApiServerError {
+    fn status(code: u16, reason: &'static str, message: String, details: Option<Value>) -> Self {
+        Self::Status(Box::new(ApiStatus {
+            code,
+            reason,
+            message,
+            details,
+        }))
+    }
+
+    /// `secrets "x" not found` (404 NotFound).
+    pub fn not_found(rt: &ResourceType, name: &str) -> Self {
+        let message = format!("{} {name:?} not found", rt.group_resource());
+        Self::status(404, "NotFound", message, Some(details(rt, name)))
+    }
+
+    /// A path that names no served resource.
+    pub fn no_route() -> Self {
+        let message = "the server could not find the requested resource".to_owned();
+        Self::status(404, "NotFound", message, None)
+    }
+
+    /// `secrets "x" already exists` (409 AlreadyExists).
+    pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
+        let message = format!("{} {name:?} already exists", rt.group_resource());
+        Self::status(409, "AlreadyExists", message, Some(details(rt, name)))
+    }
+
+    /// Optimistic-concurrency failure (409 Conflict).
+    pub fn conflict(rt: &ResourceType, name: &str, why: &str) -> Self {
+        let message = format!(
+            "Operation cannot be fulfilled on {} {name:?}: {why}",
+            rt.group_resource()
+        );
+        Self::status(409, "Conflict", message, Some(details(rt, name)))
+    }
+
+    /// Server-side apply conflicts between field managers (409 Conflict with causes).
+    pub fn apply_conflict(rt: &ResourceType, name: &str, conflicts: &[(String, String)]) -> Self {
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(manager, field)| {
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {manager:?}"), "field": field})
+            })
+            .collect();
+        let listed: Vec<String> = conflicts
+            .iter()
+            .map(|(manager, field)| format!("conflict with {manager:?}: {field}"))
+            .collect();
+        let plural = if conflicts.len() == 1 { "" } else { "s" };
+        let message = format!(
+            "Apply failed with {} conflict{plural}: {}",
+            conflicts.len(),
+            listed.join("\n")
+        );
+        let mut d = details(rt, name);
+        d["causes"] = Value::Array(causes);
+        Self::status(409, "Conflict", message, Some(d))
+    }
+
+    /// `<Kind>.<group> "x" is invalid: ...` (422 Invalid), shaped like the real server:
+    /// one error is shown bare, several as `[a, b]`; each becomes a `details.causes` entry.
+    pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let aggregate = match shown.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let causes: Vec<Value> = errors.iter().map(cause).collect();
+        let d = json!({"name": name, "group": group, "kind": kind, "causes": causes});
+        Self::status(
+            422,
+            "Invalid",
+            format!("{qualified} {name:?} is invalid: {aggregate}"),
+            Some(d),
+        )
+    }
+
+    /// A malformed request (400 BadRequest).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::status(400, "BadRequest", message.into(), None)
+    }
+
+    /// A watch or list from a compacted resourceVersion (410 Expired).
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::status(410, "Expired", message.into(), None)
+    }
+
+    /// A verb the resource does not support (405 MethodNotAllowed).
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::status(405, "MethodNotAllowed", message.into(), None)
+    }
+
+    /// A patch type the server does not understand (415 UnsupportedMediaType).
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        let message = format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+        );
+        Self::status(415, "UnsupportedMediaType", message, None)
+    }
+
+    /// The `Status` object for this error.
+    pub fn to_status(&self) -> Value {
+        let status = match self {
+            Self::Status(status) => status.as_ref().clone(),
+            other => ApiStatus {
+                code: 500,
+                reason: "InternalError",
+                message: other.to_string(),
+                details: None,
+            },
+        };
+        let mut value = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": status.message,
+            "reason": status.reason,
+            "code": status.code,
+        });
+        if let Some(details) = status.details {
+            value["details"] = details;
+        }
+        value
+    }
+
+    /// The HTTP code of this error.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Status(status) => status.code,
+            _ => 500,
+        }
+    }
+}
+
+fn details(rt: &ResourceType, name: &str) -> Value {
+    json!({"name": name, "group": rt.group, "kind": rt.plural})
+}
+
+/// One `details.causes` entry: the message is the error without its field prefix, as
+/// `field.Error.ErrorBody()` renders it.
+fn cause(error: &FieldError) -> Value {
+    let reason = match error.kind {
+        FieldErrorKind::Required => "FieldValueRequired",
+        FieldErrorKind::Invalid | FieldErrorKind::Unknown => "FieldValueInvalid",
+        FieldErrorKind::Unsupported => "FieldValueNotSupported",
+        FieldErrorKind::TooLong => "FieldValueTooLong",
+        FieldErrorKind::TooMany => "FieldValueTooMany",
+        FieldErrorKind::Duplicate => "FieldValueDuplicate",
+    };
+    let full = error.to_string();
+    let prefix = format!("{}: ", error.path);
+    let message = full.strip_prefix(&prefix).unwrap_or(&full).to_owned();
+    json!({"reason": reason, "message": message, "field": error.path})
+}
+
+impl IntoResponse for ApiServerError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (code, axum::Json(self.to_status())).into_response()
+    }
+}

@@ -1,0 +1,239 @@
+//! The verbs on stored objects (get, list, create, update) and the commit step every
+//! write goes through: admission of custom resources, finalizer-driven removal, and the
+//! side effects of writing a CustomResourceDefinition (its resources become served).
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::{Value, json};
+
+use super::{
+    apply,
+    error::{ApiResult, ApiServerError},
+    meta::{self, Subresource},
+    resources::{Registry, ResourceType},
+    selectors::{FieldSelector, LabelSelector},
+    store::{ObjectKey, Store},
+};
+use crate::admission::{Admission, AdmissionError};
+
+/// Namespaces every cluster starts with.
+const INITIAL_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Options of a list request.
+#[derive(Debug, Default)]
+pub struct ListOptions {
+    /// labelSelector.
+    pub labels: LabelSelector,
+    /// fieldSelector.
+    pub fields: FieldSelector,
+    /// Page size; None or 0 means all.
+    pub limit: Option<usize>,
+    /// The continue token of the previous page.
+    pub continue_token: Option<String>,
+}
+
+/// Everything behind the server's lock.
+pub struct Inner {
+    /// The objects.
+    pub store: Store,
+    /// The served types (built-ins + stored CRDs).
+    pub registry: Registry,
+    /// Schema + CEL validation of custom resources.
+    pub admission: Admission,
+}
+
+impl Inner {
+    /// An empty cluster with the usual namespaces.
+    pub fn new(history_limit: usize) -> Self {
+        let mut inner = Self {
+            store: Store::new(history_limit),
+            registry: Registry::new([]),
+            admission: Admission::new(&[]),
+        };
+        let namespaces = inner.registry.find("", "v1", "namespaces").cloned();
+        for (ns, rt) in INITIAL_NAMESPACES
+            .iter()
+            .zip(std::iter::repeat(namespaces).flatten())
+        {
+            let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+            if let Ok(object) = meta::prepare_create(&rt, object, "") {
+                let mut object = object;
+                object["status"] = json!({"phase": "Active"});
+                inner.store.put(ObjectKey::new(&rt, "", ns), object);
+            }
+        }
+        inner
+    }
+
+    /// One object.
+    pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Value> {
+        self.store
+            .get(&ObjectKey::new(rt, namespace, name))
+            .cloned()
+            .ok_or_else(|| ApiServerError::not_found(rt, name))
+    }
+
+    /// A list object (`<Kind>List`), one page of it when `limit` is set.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> ApiResult<Value> {
+        let after = options.continue_token.as_deref().unwrap_or_default();
+        let mut matching = self
+            .store
+            .list(rt, namespace)
+            .filter(|(key, _)| after.is_empty() || continue_token(key).as_str() > after)
+            .filter(|(_, object)| options.labels.matches(object) && options.fields.matches(object));
+        let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut last_key = None;
+        for (key, object) in matching.by_ref().take(limit) {
+            items.push(object.clone());
+            last_key = Some(key);
+        }
+        let remaining = matching.count();
+        let mut metadata = json!({"resourceVersion": self.store.revision().to_string()});
+        if remaining > 0
+            && let Some(key) = last_key
+        {
+            metadata["continue"] = json!(continue_token(key));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        Ok(
+            json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": metadata, "items": items}),
+        )
+    }
+
+    /// Creates an object.
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        object: Value,
+        manager: &str,
+    ) -> ApiResult<Value> {
+        let mut object = meta::prepare_create(rt, object, namespace)?;
+        let key = ObjectKey::new(rt, namespace, meta::name_of(&object));
+        if self.store.get(&key).is_some() {
+            return Err(ApiServerError::already_exists(rt, &key.name));
+        }
+        apply::record_update(rt, None, &mut object, manager, Subresource::Main);
+        self.commit(rt, key, object, None)
+    }
+
+    /// Replaces an object (or its status).
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        sub: Subresource,
+        manager: &str,
+    ) -> ApiResult<Value> {
+        let old = self.get(rt, namespace, name)?;
+        let mut object = meta::prepare_update(rt, object, &old, sub)?;
+        apply::record_update(rt, Some(&old), &mut object, manager, sub);
+        self.commit(rt, ObjectKey::new(rt, namespace, name), object, Some(&old))
+    }
+
+    /// The last step of every write: admission, removal of a deleting object whose
+    /// finalizers are gone, storing, and CRD side effects.
+    pub fn commit(
+        &mut self,
+        rt: &ResourceType,
+        key: ObjectKey,
+        object: Value,
+        old: Option<&Value>,
+    ) -> ApiResult<Value> {
+        let api_version = rt.api_version();
+        let mut object = if self.admission.serves(&api_version, &rt.kind) {
+            self.admission
+                .admit(&object, old)
+                .map_err(|e| admission_error(rt, e))?
+        } else {
+            object
+        };
+        if rt.is_crd() {
+            establish(&mut object);
+        }
+        if old.is_some_and(meta::is_deleting) && !meta::has_finalizers(&object) {
+            let removed = self.store.remove(&key).unwrap_or(object);
+            self.after_removal(rt, &removed);
+            return Ok(removed);
+        }
+        let stored = self.store.put(key, object);
+        if rt.is_crd() {
+            self.refresh_crds();
+        }
+        Ok(stored)
+    }
+
+    /// Rebuilds the registry and admission from the stored CRDs.
+    pub fn refresh_crds(&mut self) {
+        let Some(rt) = self
+            .registry
+            .find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .cloned()
+        else {
+            return;
+        };
+        let values: Vec<Value> = self.store.list(&rt, None).map(|(_, v)| v.clone()).collect();
+        let crds: Vec<CustomResourceDefinition> = values
+            .iter()
+            .filter_map(|v| serde_json::from_value(v.clone()).ok())
+            .collect();
+        self.registry = Registry::new(&values);
+        self.admission = Admission::new(&crds);
+    }
+}
+
+/// Continue tokens name the last key returned (namespace/name): opaque to clients.
+fn continue_token(key: &ObjectKey) -> String {
+    format!("{}/{}", key.namespace, key.name)
+}
+
+fn admission_error(rt: &ResourceType, error: AdmissionError) -> ApiServerError {
+    match error {
+        AdmissionError::Invalid {
+            kind,
+            group,
+            name,
+            errors,
+        } => ApiServerError::invalid(&kind, &group, &name, &errors),
+        other => ApiServerError::bad_request(format!("{} could not be admitted: {other}", rt.kind)),
+    }
+}
+
+/// Marks a CRD accepted and established (what the apiextensions controllers do at once
+/// for a CRD whose names do not clash), keeping existing transition times.
+fn establish(crd: &mut Value) {
+    if crd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty())
+    {
+        return;
+    }
+    let now = meta::now();
+    let condition = |type_: &str, reason: &str, message: &str| json!({"type": type_, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message});
+    let storage: Vec<Value> = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v.get("storage") == Some(&json!(true)))
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    crd["status"] = json!({
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ],
+        "acceptedNames": crd.pointer("/spec/names").cloned().unwrap_or_default(),
+        "storedVersions": storage,
+    });
+}

@@ -1,0 +1,151 @@
+//! The server handle: binds 127.0.0.1 on a random port, serves the router in a task,
+//! writes kubeconfigs and builds kube clients for it, and stops when dropped.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use super::{
+    error::{ApiResult, ApiServerError},
+    handlers,
+    ops::Inner,
+};
+
+/// How the server behaves.
+#[derive(Clone, Debug)]
+pub struct ApiServerOptions {
+    /// How many changes watches can resume from (older revisions get 410 Gone).
+    pub history_limit: usize,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// Longest watch when the client gives no `timeoutSeconds`.
+    pub max_watch: Duration,
+}
+
+impl Default for ApiServerOptions {
+    fn default() -> Self {
+        Self {
+            history_limit: 10_000,
+            bookmark_interval: Duration::from_secs(1),
+            max_watch: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// Shared state of the running server.
+pub struct State {
+    inner: Mutex<Inner>,
+    /// The options it runs with.
+    pub options: ApiServerOptions,
+}
+
+impl State {
+    /// The store, registry and admission, locked. A panic while holding the lock leaves
+    /// the data consistent enough for a test server, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The embedded API server.
+pub struct ApiServer;
+
+impl ApiServer {
+    /// Starts a server on 127.0.0.1 with a random port.
+    pub async fn start(options: ApiServerOptions) -> ApiResult<ApiServerHandle> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(ApiServerError::Bind)?;
+        let addr = listener.local_addr().map_err(ApiServerError::Bind)?;
+        let state = Arc::new(State {
+            inner: Mutex::new(Inner::new(options.history_limit)),
+            options,
+        });
+        let app = handlers::router(state.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::warn!(%error, "embedded API server stopped");
+            }
+        });
+        Ok(ApiServerHandle {
+            addr,
+            task,
+            kubeconfig: Mutex::new(None),
+        })
+    }
+}
+
+/// A running server; dropping it stops it (open watches end).
+pub struct ApiServerHandle {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+    kubeconfig: Mutex<Option<PathBuf>>,
+}
+
+impl ApiServerHandle {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server (context `mcp-operator-dev`, namespace `default`).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: mcp-operator-dev\n  cluster:\n    server: {}\nusers:\n- name: developer\n  user: {{}}\ncontexts:\n- name: mcp-operator-dev\n  context:\n    cluster: mcp-operator-dev\n    user: developer\n    namespace: default\ncurrent-context: mcp-operator-dev\n",
+            self.url()
+        )
+    }
+
+    /// Writes the kubeconfig to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> ApiResult<()> {
+        std::fs::write(path, self.kubeconfig()).map_err(|source| ApiServerError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// A kubeconfig file in the temp directory, written on first use, removed on drop.
+    pub fn kubeconfig_path(&self) -> ApiResult<PathBuf> {
+        let mut slot = self
+            .kubeconfig
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(path) = slot.as_ref() {
+            return Ok(path.clone());
+        }
+        let path = std::env::temp_dir().join(format!(
+            "mcp-operator-apiserver-{}.kubeconfig",
+            self.addr.port()
+        ));
+        self.write_kubeconfig(&path)?;
+        *slot = Some(path.clone());
+        Ok(path)
+    }
+
+    /// A kube client talking to this server, default namespace `default`.
+    pub fn client(&self) -> ApiResult<kube::Client> {
+        let url: http::Uri = self.url().parse()?;
+        let config = kube::Config::new(url);
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for ApiServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+        let slot = self
+            .kubeconfig
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(path) = slot.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Watches: newline-delimited JSON events (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`,
+//! `ERROR`) streamed from the store's history and live changes.
+//! - No resourceVersion (or "0"): synthetic ADDED events for the current objects, then
+//!   changes ("get state and start at most recent").
+//! - A resourceVersion: every change after it, or one ERROR event with a 410 `Status`
+//!   when the history no longer reaches back that far (the client must relist).
+//! - Selector transitions: an object that starts matching arrives as ADDED, one that stops
+//!   matching as DELETED, as the real watch cache reports them.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{body::Body, response::Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::{
+    error::{ApiResult, ApiServerError},
+    ops::ListOptions,
+    resources::ResourceType,
+    server::State,
+    store::{Change, EventType},
+};
+
+/// A watch request.
+pub struct WatchRequest {
+    /// The watched type.
+    pub rt: ResourceType,
+    /// One namespace, or all.
+    pub namespace: Option<String>,
+    /// Selectors.
+    pub options: ListOptions,
+    /// Start after this revision; None for "current state first".
+    pub since: Option<u64>,
+    /// When the server ends the watch.
+    pub timeout: Duration,
+    /// Whether to send BOOKMARK events.
+    pub bookmarks: bool,
+}
+
+impl WatchRequest {
+    fn matches(&self, object: &Value) -> bool {
+        let ns = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.namespace
+            .as_deref()
+            .is_none_or(|want| want == ns || !self.rt.namespaced)
+            && self.options.labels.matches(object)
+            && self.options.fields.matches(object)
+    }
+
+    /// The event this watcher sees for a change, if any.
+    fn event_for(&self, change: &Change) -> Option<(&'static str, Value)> {
+        if !change.key.is_of(&self.rt) {
+            return None;
+        }
+        let now = self.matches(&change.object);
+        let before = change.old.as_ref().is_some_and(|o| self.matches(o));
+        let kind = match (change.kind, before, now) {
+            (EventType::Added, _, true) | (EventType::Modified, false, true) => EventType::Added,
+            (EventType::Modified, true, true) => EventType::Modified,
+            (EventType::Modified, true, false) | (EventType::Deleted, _, true) => {
+                EventType::Deleted
+            }
+            _ => return None,
+        };
+        Some((kind.as_str(), change.object.clone()))
+    }
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut text = json!({"type": kind, "object": object}).to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+/// Starts a watch and returns its streaming response.
+pub fn watch(state: &Arc<State>, request: WatchRequest) -> ApiResult<Response> {
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let (initial, live, start) = {
+        let inner = state.lock();
+        let store = &inner.store;
+        let initial: Vec<Bytes> = match request.since {
+            None | Some(0) => store
+                .list(&request.rt, request.namespace.as_deref())
+                .filter(|(_, o)| request.matches(o))
+                .map(|(_, o)| line("ADDED", o))
+                .collect(),
+            Some(rv) => match store.changes_since(rv) {
+                Some(changes) => changes
+                    .iter()
+                    .filter_map(|c| request.event_for(c))
+                    .map(|(k, o)| line(k, &o))
+                    .collect(),
+                None => {
+                    let message =
+                        format!("too old resource version: {rv} ({})", store.compacted() + 1);
+                    vec![line("ERROR", &ApiServerError::gone(message).to_status())]
+                }
+            },
+        };
+        let expired = request
+            .since
+            .is_some_and(|rv| rv > 0 && store.changes_since(rv).is_none());
+        (
+            initial,
+            (!expired).then(|| store.subscribe()),
+            store.revision(),
+        )
+    };
+    let bookmark_every = state.options.bookmark_interval;
+    tokio::spawn(async move {
+        for bytes in initial {
+            if tx.send(bytes).await.is_err() {
+                return;
+            }
+        }
+        if let Some(live) = live {
+            stream_live(&request, live, start, &tx, bookmark_every).await;
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiServerError::bad_request(e.to_string()))
+}
+
+async fn stream_live(
+    request: &WatchRequest,
+    mut live: broadcast::Receiver<Arc<Change>>,
+    mut revision: u64,
+    tx: &mpsc::Sender<Bytes>,
+    bookmark_every: Duration,
+) {
+    let deadline = tokio::time::sleep(request.timeout);
+    tokio::pin!(deadline);
+    let mut bookmarks = tokio::time::interval(bookmark_every);
+    bookmarks.tick().await;
+    loop {
+        let bytes = tokio::select! {
+            () = &mut deadline => return,
+            _ = bookmarks.tick(), if request.bookmarks => {
+                let object = json!({"kind": request.rt.kind, "apiVersion": request.rt.api_version(), "metadata": {"resourceVersion": revision.to_string()}});
+                line("BOOKMARK", &object)
+            }
+            received = live.recv() => match received {
+                Ok(change) => {
+                    revision = change.revision;
+                    match request.event_for(&change) {
+                        Some((kind, object)) => line(kind, &object),
+                        None => continue,
+                    }
+                }
+                // A watcher too slow for the change stream is cut off like one whose
+                // revision was compacted: it relists.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = tx.send(line("ERROR", &ApiServerError::gone("too old resource version: watcher fell behind").to_status())).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        };
+        if tx.send(bytes).await.is_err() {
+            return;
+        }
+    }
+}

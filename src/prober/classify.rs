@@ -1,0 +1,388 @@
+//! Error classification: what went wrong in transport/client terms → one [`ProbeError`].
+//!
+//! The pure part ([`from_http_status`], [`auth_hint`], [`from_jsonrpc_error`]) maps
+//! observations (status, content type, challenge, JSON-RPC error) to codes. The rest walks
+//! error chains from reqwest, rustls and rmcp and calls the pure part. Messages name what
+//! was tried (`tried`, e.g. `"initialize: POST http://h/mcp"`) and what came back; they
+//! are built from statuses, content types and server text only, never from request headers.
+
+use std::error::Error as StdError;
+
+use rmcp::ErrorData;
+use rmcp::service::{ClientInitializeError, ServiceError};
+use rmcp::transport::streamable_http_client::{
+    AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpError,
+};
+
+use super::error::ProbeError;
+use super::inventory::truncate_chars;
+
+/// Bound on server-provided text quoted in a message.
+const QUOTE_CHARS: usize = 200;
+
+/// A failed HTTP exchange that returned a status: which code and what to say.
+pub fn from_http_status(
+    tried: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body_preview: &str,
+    www_authenticate: Option<&str>,
+) -> ProbeError {
+    let ct = content_type.unwrap_or("no content type");
+    let body = quote(body_preview);
+    match status {
+        401 | 403 => {
+            let hint = www_authenticate
+                .map(|h| format!("; {}", auth_hint(h)))
+                .unwrap_or_default();
+            ProbeError::AuthRequired(format!(
+                "{tried} answered HTTP {status}: the server wants credentials{hint}; \
+                 send them with --header NAME=VALUE (remote.headersFrom in an McpServer)"
+            ))
+        }
+        500..=599 | 429 => {
+            ProbeError::ServerError(format!("{tried} answered HTTP {status} ({ct}){body}"))
+        }
+        300..=399 => ProbeError::NotMcpServer(format!(
+            "{tried} answered a redirect (HTTP {status}); redirects are not followed, \
+             probe the final URL instead"
+        )),
+        _ => ProbeError::NotMcpServer(format!(
+            "{tried} answered HTTP {status} ({ct}), not MCP{body}"
+        )),
+    }
+}
+
+/// A 2xx answer with a content type that is neither JSON nor an event stream.
+pub fn from_content_type(tried: &str, content_type: Option<&str>) -> ProbeError {
+    ProbeError::NotMcpServer(format!(
+        "{tried} answered with Content-Type {}, expected application/json or text/event-stream",
+        content_type.unwrap_or("(none)")
+    ))
+}
+
+/// The useful part of a `WWW-Authenticate` challenge: scheme, `resource_metadata`
+/// (where OAuth protected-resource metadata lives), `scope`, `error`.
+pub fn auth_hint(www_authenticate: &str) -> String {
+    let scheme = www_authenticate.split_whitespace().next().unwrap_or("");
+    let mut parts = vec![format!("WWW-Authenticate scheme {scheme}")];
+    for key in ["resource_metadata", "scope", "error"] {
+        if let Some(v) = auth_param(www_authenticate, key) {
+            parts.push(format!("{key}={}", truncate_chars(&v, QUOTE_CHARS)));
+        }
+    }
+    parts.join(", ")
+}
+
+/// The value of `key=value` or `key="value"` in a challenge (case-insensitive key).
+fn auth_param(header: &str, key: &str) -> Option<String> {
+    let lower = header.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find(key) {
+        let start = from + pos;
+        let before_ok = start == 0 || matches!(lower.as_bytes()[start - 1], b' ' | b',' | b'\t');
+        let after = &header[start + key.len()..];
+        let after_trim = after.trim_start();
+        if before_ok && after_trim.starts_with('=') {
+            let v = after_trim[1..].trim_start();
+            let value = match v.strip_prefix('"') {
+                Some(q) => q.split('"').next().unwrap_or(""),
+                None => v.split([',', ' ']).next().unwrap_or(""),
+            };
+            return Some(value.to_owned());
+        }
+        from = start + key.len();
+    }
+    None
+}
+
+/// A JSON-RPC error answer to `tried` (initialize or a list call).
+pub fn from_jsonrpc_error(tried: &str, error: &ErrorData) -> ProbeError {
+    let text = format!(
+        "{tried} answered JSON-RPC error {}: {}",
+        error.code.0,
+        truncate_chars(&error.message, QUOTE_CHARS)
+    );
+    let version_problem = error
+        .message
+        .to_ascii_lowercase()
+        .contains("protocol version")
+        || error
+            .data
+            .as_ref()
+            .is_some_and(|d| d.get("supported").is_some());
+    if version_problem {
+        ProbeError::ProtocolError(format!("no common protocol version: {text}"))
+    } else {
+        ProbeError::ServerError(text)
+    }
+}
+
+/// An rmcp handshake failure.
+pub fn from_init_error(tried: &str, err: &ClientInitializeError) -> ProbeError {
+    use ClientInitializeError as E;
+    match err {
+        E::TransportError { error, .. } => from_chain(tried, error),
+        E::JsonRpcError(e) => from_jsonrpc_error(tried, e),
+        E::NoCompatibleProtocolVersion {
+            client_supported,
+            server_supported,
+        } => ProbeError::ProtocolError(format!(
+            "{tried}: no common protocol version (client {client_supported:?}, server {server_supported:?})"
+        )),
+        E::ConnectionClosed(_) | E::Cancelled => ProbeError::ConnectionFailed(format!(
+            "{tried}: the connection closed before the server answered"
+        )),
+        E::LegacyFallbackFailed { fallback, .. } => from_init_error(tried, fallback),
+        other => ProbeError::ProtocolError(format!("{tried}: {}", quote_error(other))),
+    }
+}
+
+/// An rmcp request failure after the handshake (a list call).
+pub fn from_service_error(tried: &str, err: &ServiceError) -> ProbeError {
+    match err {
+        ServiceError::McpError(e) => from_jsonrpc_error(tried, e),
+        ServiceError::TransportSend(e) => from_chain(tried, e),
+        ServiceError::TransportClosed => ProbeError::ConnectionFailed(format!(
+            "{tried}: the connection closed before the server answered"
+        )),
+        ServiceError::Timeout { timeout } => {
+            ProbeError::Timeout(format!("{tried}: no answer within {timeout:?}"))
+        }
+        other => ProbeError::ProtocolError(format!("{tried}: {}", quote_error(other))),
+    }
+}
+
+/// Any error chain: the first link that says what happened decides.
+pub fn from_chain(tried: &str, root: &(dyn StdError + 'static)) -> ProbeError {
+    // A TLS failure deep inside (e.g. in an io::Error) explains everything above it.
+    if let Some(tls) = chain(root).find_map(|c| c.downcast_ref::<rustls::Error>()) {
+        return ProbeError::TlsError(format!("{tried}: TLS handshake failed: {tls}"));
+    }
+    for e in chain(root) {
+        if let Some(p) = e.downcast_ref::<ProbeError>() {
+            return p.clone();
+        }
+        if let Some(s) = e.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+            && let Some(p) = from_streamable(tried, s)
+        {
+            return p;
+        }
+        if let Some(a) = e.downcast_ref::<AuthRequiredError>() {
+            return from_http_status(tried, 401, None, "", Some(&a.www_authenticate_header));
+        }
+        if let Some(a) = e.downcast_ref::<InsufficientScopeError>() {
+            return from_http_status(tried, 403, None, "", Some(&a.www_authenticate_header));
+        }
+        if let Some(h) = e.downcast_ref::<HttpStatusError>() {
+            return from_http_status(tried, h.status, None, "", None);
+        }
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            return from_reqwest(tried, r);
+        }
+        if let Some(j) = e.downcast_ref::<serde_json::Error>() {
+            return ProbeError::ProtocolError(format!("{tried}: malformed JSON-RPC: {j}"));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return ProbeError::ConnectionFailed(format!("{tried}: {io}"));
+        }
+    }
+    ProbeError::ProtocolError(format!("{tried}: {}", quote_error(root)))
+}
+
+fn from_streamable(tried: &str, e: &StreamableHttpError<reqwest::Error>) -> Option<ProbeError> {
+    use StreamableHttpError as S;
+    Some(match e {
+        S::Client(r) => from_reqwest(tried, r),
+        // `HttpStatus` is `#[error(transparent)]`: its `source()` skips the status itself.
+        S::HttpStatus(h) => from_http_status(tried, h.status, None, "", None),
+        S::AuthRequired(a) => {
+            from_http_status(tried, 401, None, "", Some(&a.www_authenticate_header))
+        }
+        S::InsufficientScope(a) => {
+            from_http_status(tried, 403, None, "", Some(&a.www_authenticate_header))
+        }
+        S::UnexpectedContentType(ct) => from_content_type(tried, ct.as_deref()),
+        S::UnexpectedServerResponse(text) => from_unexpected_response(tried, text),
+        S::Deserialize(j) => ProbeError::ProtocolError(format!("{tried}: malformed JSON-RPC: {j}")),
+        S::Sse(err) => ProbeError::ProtocolError(format!("{tried}: malformed event stream: {err}")),
+        S::UnexpectedEndOfStream => {
+            ProbeError::ProtocolError(format!("{tried}: the event stream ended before the answer"))
+        }
+        S::ResponseBodyTooLarge { max_size } => {
+            ProbeError::ProtocolError(format!("{tried}: the answer exceeded {max_size} bytes"))
+        }
+        S::ReservedHeaderConflict(name) => ProbeError::InvalidUrl(format!(
+            "header {name:?} is set by the MCP transport itself and cannot be overridden"
+        )),
+        S::SessionExpired | S::MissingSessionIdInResponse => {
+            ProbeError::ProtocolError(format!("{tried}: {e}"))
+        }
+        _ => return None,
+    })
+}
+
+/// rmcp reports non-JSON HTTP failures as `"HTTP <status line>: <body>"`.
+fn from_unexpected_response(tried: &str, text: &str) -> ProbeError {
+    let status = text
+        .strip_prefix("HTTP ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok());
+    match status {
+        Some(status) => {
+            let body = text.split_once(": ").map(|(_, b)| b).unwrap_or("");
+            from_http_status(tried, status, None, body, None)
+        }
+        None => ProbeError::ProtocolError(format!("{tried}: {}", quote(text))),
+    }
+}
+
+/// A reqwest failure: TLS, timeout, refused connection, …
+pub fn from_reqwest(tried: &str, e: &reqwest::Error) -> ProbeError {
+    let root = root_cause(e);
+    if let Some(tls) = chain(e).find_map(|c| c.downcast_ref::<rustls::Error>()) {
+        return ProbeError::TlsError(format!("{tried}: TLS handshake failed: {tls}"));
+    }
+    if e.is_timeout() {
+        return ProbeError::Timeout(format!("{tried}: timed out: {root}"));
+    }
+    if e.is_builder() {
+        return ProbeError::InvalidUrl(format!("{tried}: cannot build the request: {root}"));
+    }
+    if looks_like_tls(&root) {
+        return ProbeError::TlsError(format!("{tried}: TLS handshake failed: {root}"));
+    }
+    if e.is_decode() {
+        return ProbeError::ProtocolError(format!("{tried}: cannot decode the answer: {root}"));
+    }
+    ProbeError::ConnectionFailed(format!("{tried}: {root}"))
+}
+
+fn looks_like_tls(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "ssl"]
+        .iter()
+        .any(|k| t.contains(k))
+}
+
+/// Every link of an error chain, also looking inside `io::Error`s (whose `source()`
+/// skips the wrapped error itself).
+pub fn chain<'a>(
+    root: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> + 'a {
+    let mut next = Some(root);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => current.source(),
+        };
+        Some(current)
+    })
+}
+
+/// The innermost message of a chain, e.g. `Connection refused (os error 111)`.
+fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    chain(e).last().map(|c| c.to_string()).unwrap_or_default()
+}
+
+fn quote(body: &str) -> String {
+    let b = body.trim();
+    if b.is_empty() {
+        String::new()
+    } else {
+        format!(": {:?}", truncate_chars(b, QUOTE_CHARS))
+    }
+}
+
+fn quote_error(e: &dyn std::fmt::Display) -> String {
+    truncate_chars(&e.to_string(), 2 * QUOTE_CHARS).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prober::ProbeErrorCode;
+
+    #[test]
+    fn statuses_map_to_codes() {
+        let c = |s| from_http_status("t", s, Some("text/html"), "<html>", None).code();
+        assert_eq!(c(401), ProbeErrorCode::AuthRequired);
+        assert_eq!(c(403), ProbeErrorCode::AuthRequired);
+        assert_eq!(c(500), ProbeErrorCode::ServerError);
+        assert_eq!(c(503), ProbeErrorCode::ServerError);
+        assert_eq!(c(429), ProbeErrorCode::ServerError);
+        assert_eq!(c(404), ProbeErrorCode::NotMcpServer);
+        assert_eq!(c(405), ProbeErrorCode::NotMcpServer);
+        assert_eq!(c(302), ProbeErrorCode::NotMcpServer);
+        assert_eq!(
+            from_content_type("t", Some("text/html")).code(),
+            ProbeErrorCode::NotMcpServer
+        );
+    }
+
+    #[test]
+    fn auth_hint_quotes_resource_metadata() {
+        let h = r#"Bearer realm="mcp", error="invalid_token", resource_metadata="https://h/.well-known/oauth-protected-resource", scope="a b""#;
+        let hint = auth_hint(h);
+        assert!(
+            hint.contains("resource_metadata=https://h/.well-known/oauth-protected-resource"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("scope=a b") && hint.contains("error=invalid_token"),
+            "{hint}"
+        );
+        let e = from_http_status("POST x", 401, None, "", Some(h));
+        assert_eq!(e.code(), ProbeErrorCode::AuthRequired);
+        assert!(e.message().contains("oauth-protected-resource"));
+        assert_eq!(
+            auth_param("Bearer resource_metadata=https://u", "resource_metadata").as_deref(),
+            Some("https://u")
+        );
+        assert_eq!(auth_param("Basic realm=x", "scope"), None);
+    }
+
+    #[test]
+    fn jsonrpc_errors() {
+        let e = ErrorData::internal_error("boom", None);
+        assert_eq!(
+            from_jsonrpc_error("t", &e).code(),
+            ProbeErrorCode::ServerError
+        );
+        let v = ErrorData::invalid_params(
+            "Unsupported protocol version",
+            Some(serde_json::json!({"supported": ["1999-01-01"]})),
+        );
+        assert_eq!(
+            from_jsonrpc_error("t", &v).code(),
+            ProbeErrorCode::ProtocolError
+        );
+    }
+
+    #[test]
+    fn rmcp_unexpected_responses() {
+        let c = |t| from_unexpected_response("t", t).code();
+        assert_eq!(
+            c("HTTP 404 Not Found: <html>"),
+            ProbeErrorCode::NotMcpServer
+        );
+        assert_eq!(c("HTTP 401 Unauthorized: no"), ProbeErrorCode::AuthRequired);
+        assert_eq!(c("HTTP 502 Bad Gateway: x"), ProbeErrorCode::ServerError);
+        assert_eq!(c("garbage"), ProbeErrorCode::ProtocolError);
+    }
+
+    #[test]
+    fn chains_look_inside_io_errors() {
+        let tls = rustls::Error::General("bad cert".into());
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        assert_eq!(from_chain("t", &io).code(), ProbeErrorCode::TlsError);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            from_chain("t", &refused).code(),
+            ProbeErrorCode::ConnectionFailed
+        );
+        let own = ProbeError::NotMcpServer("x".into());
+        assert_eq!(from_chain("t", &own), own);
+    }
+}

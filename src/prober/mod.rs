@@ -1,0 +1,33 @@
+//! The prober: the MCP *client* side of the operator. It connects to a server (Streamable
+//! HTTP through rmcp, legacy HTTP+SSE through our own small transport, or a stdio process),
+//! runs `initialize` and the list calls, and turns the answer into a [`ToolInventory`]
+//! shaped like `McpServer.status`, or a [`ProbeError`] with one code from API.md.
+//!
+//! Layout: [`target`] what to probe · [`tls`] trust settings · [`session`] one attempt ·
+//! [`sse`] the legacy transport · [`classify`] error → code · [`run`] retries and bounded
+//! concurrency · [`inventory`] hashing and truncation · [`diff`] tool changes ·
+//! [`output`] / [`cli`] the `probe` subcommand · [`duration`] `10s`-style durations.
+//!
+//! What must not live here: Kubernetes clients or status writes (the controller calls
+//! [`probe`] / [`probe_many`] and writes status), gateway/server-side MCP code.
+
+pub mod classify;
+pub mod cli;
+pub mod diff;
+pub mod duration;
+pub mod error;
+pub mod inventory;
+pub mod output;
+pub mod run;
+pub mod session;
+pub mod sse;
+pub mod target;
+pub mod tls;
+
+pub use diff::InventoryDiff;
+pub use error::{ProbeError, ProbeErrorCode};
+pub use inventory::{Capabilities, ServerInfo, ToolInventory, ToolSummary};
+pub use run::{
+    ProbeOptions, ProbeOutcome, ProbeReport, probe, probe_all, probe_many, probe_many_shared,
+};
+pub use target::{Header, HttpTarget, ProbeTarget, StdioTarget, TlsOptions, TransportKind};
