@@ -17,7 +17,7 @@ CARGO      ?= cargo
 NEXTEST    := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo yes)
 export MCP_OPERATOR_PEERS := $(PEERS)
 
-.PHONY: help build test test-rust test-packaging lint manifests peers
+.PHONY: help build test test-rust test-packaging lint manifests peers bench
 
 help: ## List the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -51,9 +51,9 @@ manifests: ## Regenerate the CRDs (crds/, config/crd/bases/, chart) from src/api
 # ---- test & lint -------------------------------------------------------------------
 # cargo-nextest when present (faster, per-test isolation), cargo test otherwise.
 ifeq ($(NEXTEST),yes)
-TEST_CMD := $(CARGO) nextest run --locked --all-targets --profile $(if $(CI),ci,default)
+TEST_CMD := $(CARGO) nextest run --locked --lib --bins --tests --profile $(if $(CI),ci,default)
 else
-TEST_CMD := $(CARGO) test --locked --all-targets
+TEST_CMD := $(CARGO) test --locked --lib --bins --tests
 endif
 
 test: peers test-rust test-packaging ## Run every test (installs the peers it needs first)
@@ -68,3 +68,7 @@ lint: peers ## cargo fmt --check, clippy -D warnings, helm lint --strict
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(HELM) lint --strict charts/mcp-operator
+
+# ---- benchmarks (never assertions; see docs/benchmarks.md) ---------------------------
+bench: peers ## Benchmarks: probe 500 local MCP servers at concurrency 8/32/128 (bench-results/)
+	$(CARGO) bench --locked --bench probe -- --servers 500 --concurrency 32 --compare 8,128

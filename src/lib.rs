@@ -4,7 +4,8 @@
 //! function per subcommand. Module map (see ARCHITECTURE.md):
 //! - [`api`]: the three CRD types, their admission rules and CRD generation.
 //! - [`admission`]: checks a manifest the way the API server would (schema + CEL).
-//! - [`prober`]: MCP client side: probes a server and builds its tool inventory.
+//! - [`apiserver`]: an embedded, in-memory Kubernetes API server for development and tests.
+//! - [`prober`]: the MCP client side: connectivity tests and tool inventories.
 #![forbid(unsafe_code)]
 
 pub mod admission;

@@ -14,9 +14,9 @@ pub const GROUP: &str = "mcp-operator.dev";
 /// The single served (and stored) version.
 pub const VERSION: &str = "v1alpha1";
 
-/// Go-style duration syntax accepted by Kubernetes (`30s`, `5m`, `1h30m`, `250ms`).
-/// `µs` is accepted as Go does; a bare number is not (it is ambiguous).
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+/// Go-style duration syntax accepted by Kubernetes (`30s`, `5m`, `1h30m`, `250ms`, `0`).
+/// `µs` is accepted as Go does; a bare number other than `0` is not (it is ambiguous).
+pub const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
 
 /// A duration written as a string, as Kubernetes APIs do (`30s`, `5m`, `720h`).
 ///
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_durations() {
-        for input in ["", "30", "s", "5 m", "5x", "-5s", "1h-5m", "5mm"] {
+        for input in ["", "30", "00", "s", "5 m", "5x", "-5s", "1h-5m", "5mm"] {
             assert!(
                 parse_duration(input).is_err(),
                 "{input:?} should be rejected"

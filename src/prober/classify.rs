@@ -54,9 +54,9 @@ pub fn from_http_status(
 }
 
 /// A 2xx answer with a content type that is neither JSON nor an event stream.
-pub fn from_content_type(tried: &str, content_type: Option<&str>) -> ProbeError {
+pub fn from_content_type(tried: &str, content_type: Option<&str>, expected: &str) -> ProbeError {
     ProbeError::NotMcpServer(format!(
-        "{tried} answered with Content-Type {}, expected application/json or text/event-stream",
+        "{tried} answered with Content-Type {}, expected {expected}",
         content_type.unwrap_or("(none)")
     ))
 }
@@ -202,7 +202,11 @@ fn from_streamable(tried: &str, e: &StreamableHttpError<reqwest::Error>) -> Opti
         S::InsufficientScope(a) => {
             from_http_status(tried, 403, None, "", Some(&a.www_authenticate_header))
         }
-        S::UnexpectedContentType(ct) => from_content_type(tried, ct.as_deref()),
+        S::UnexpectedContentType(ct) => from_content_type(
+            tried,
+            ct.as_deref(),
+            "application/json or text/event-stream",
+        ),
         S::UnexpectedServerResponse(text) => from_unexpected_response(tried, text),
         S::Deserialize(j) => ProbeError::ProtocolError(format!("{tried}: malformed JSON-RPC: {j}")),
         S::Sse(err) => ProbeError::ProtocolError(format!("{tried}: malformed event stream: {err}")),
@@ -233,7 +237,9 @@ fn from_unexpected_response(tried: &str, text: &str) -> ProbeError {
             let body = text.split_once(": ").map(|(_, b)| b).unwrap_or("");
             from_http_status(tried, status, None, body, None)
         }
-        None => ProbeError::ProtocolError(format!("{tried}: {}", quote(text))),
+        None => {
+            ProbeError::ProtocolError(format!("{tried}: {}", truncate_chars(text, QUOTE_CHARS)))
+        }
     }
 }
 
@@ -316,7 +322,7 @@ mod tests {
         assert_eq!(c(405), ProbeErrorCode::NotMcpServer);
         assert_eq!(c(302), ProbeErrorCode::NotMcpServer);
         assert_eq!(
-            from_content_type("t", Some("text/html")).code(),
+            from_content_type("t", Some("text/html"), "x").code(),
             ProbeErrorCode::NotMcpServer
         );
     }

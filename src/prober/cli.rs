@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use super::duration::parse_duration;
 use super::output::{self, OutputFormat};
 use super::run::{ProbeOptions, probe};
 use super::target::{Header, HttpTarget, ProbeTarget, StdioTarget, TlsOptions, TransportKind};
+use crate::api::common::parse_duration;
 
 /// Exit status when the probe ran and failed.
 pub const EXIT_PROBE_FAILED: i32 = 2;

@@ -6,7 +6,7 @@
 //! Layout: [`target`] what to probe · [`tls`] trust settings · [`session`] one attempt ·
 //! [`sse`] the legacy transport · [`classify`] error → code · [`run`] retries and bounded
 //! concurrency · [`inventory`] hashing and truncation · [`diff`] tool changes ·
-//! [`output`] / [`cli`] the `probe` subcommand · [`duration`] `10s`-style durations.
+//! [`output`] / [`cli`] the `probe` subcommand.
 //!
 //! What must not live here: Kubernetes clients or status writes (the controller calls
 //! [`probe`] / [`probe_many`] and writes status), gateway/server-side MCP code.
@@ -14,7 +14,6 @@
 pub mod classify;
 pub mod cli;
 pub mod diff;
-pub mod duration;
 pub mod error;
 pub mod inventory;
 pub mod output;

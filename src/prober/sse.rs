@@ -186,7 +186,11 @@ async fn check_response(
             .as_deref()
             .is_some_and(|c| content_types.iter().any(|want| c.starts_with(want)));
     if !accepted {
-        return Err(classify::from_content_type(tried, ct.as_deref()));
+        return Err(classify::from_content_type(
+            tried,
+            ct.as_deref(),
+            &content_types.join(" or "),
+        ));
     }
     Ok(response)
 }

@@ -11,7 +11,11 @@ fn mcp_operator() -> Command {
 #[test]
 fn crd_prints_the_three_crds_as_one_yaml_stream() {
     let output = mcp_operator().arg("crd").output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     let names: Vec<String> = serde_yaml::Deserializer::from_str(&text)
         .map(|doc| {
@@ -22,14 +26,23 @@ fn crd_prints_the_three_crds_as_one_yaml_stream() {
         .collect();
     assert_eq!(
         names,
-        ["mcpservers.mcp-operator.dev", "mcppolicies.mcp-operator.dev", "mcpbindings.mcp-operator.dev"]
+        [
+            "mcpservers.mcp-operator.dev",
+            "mcppolicies.mcp-operator.dev",
+            "mcpbindings.mcp-operator.dev"
+        ]
     );
 }
 
 #[test]
 fn crd_out_dir_writes_one_file_per_crd() {
     let dir = tempfile::tempdir().unwrap();
-    let status = mcp_operator().arg("crd").arg("--out-dir").arg(dir.path()).status().unwrap();
+    let status = mcp_operator()
+        .arg("crd")
+        .arg("--out-dir")
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(status.success());
     let mut files: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -1,8 +1,8 @@
 //! The one integration-test binary (one binary keeps link time down on 2-core CI).
 //! Each module is one area; `support` holds helpers shared between them.
 
-mod cli;
 mod apiserver;
+mod cli;
 mod crds;
 mod manifests;
 mod prober;

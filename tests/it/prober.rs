@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use mcp_operator::prober::{
     Header, HttpTarget, ProbeErrorCode, ProbeOptions, ProbeReport, ProbeTarget, StdioTarget,
-    TlsOptions, TransportKind, ToolInventory, probe, probe_all,
+    TlsOptions, ToolInventory, TransportKind, probe, probe_all,
 };
 
 use crate::support::{self, PeerProcess};
@@ -41,7 +41,11 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// Probes `peer` at `path`, checks the tool names equal the Python client's, and returns the inventory.
-async fn probe_matches_python_client(peer: &PeerProcess, path: &str, py_transport: &str) -> ToolInventory {
+async fn probe_matches_python_client(
+    peer: &PeerProcess,
+    path: &str,
+    py_transport: &str,
+) -> ToolInventory {
     let url = peer.url(path);
     let inv = probe_ok(&ProbeTarget::http(&url)).await;
     let python = tokio::task::spawn_blocking({
@@ -51,8 +55,18 @@ async fn probe_matches_python_client(peer: &PeerProcess, path: &str, py_transpor
     })
     .await
     .expect("python client task");
-    assert_eq!(inv.tool_count as usize, python.len(), "{}: tool count vs the Python client", peer.name());
-    assert_eq!(names(&inv), sorted(python), "{}: tool names vs the Python client", peer.name());
+    assert_eq!(
+        inv.tool_count as usize,
+        python.len(),
+        "{}: tool count vs the Python client",
+        peer.name()
+    );
+    assert_eq!(
+        names(&inv),
+        sorted(python),
+        "{}: tool names vs the Python client",
+        peer.name()
+    );
     assert_eq!(inv.server_info.protocol_version, "2025-11-25");
     inv
 }
@@ -71,7 +85,10 @@ async fn server_everything_streamable_http() {
     // The session was closed with DELETE (server-everything logs it).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = peer.output();
-    assert!(log.contains("session termination request"), "no DELETE seen; server log:\n{log}");
+    assert!(
+        log.contains("session termination request"),
+        "no DELETE seen; server log:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,12 +101,17 @@ async fn server_everything_sse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_everything_stdio() {
     let (cmd, args) = support::server_everything_stdio();
-    let inv = probe_ok(&ProbeTarget::Stdio(StdioTarget::new(cmd.clone(), args.clone()))).await;
+    let inv = probe_ok(&ProbeTarget::Stdio(StdioTarget::new(
+        cmd.clone(),
+        args.clone(),
+    )))
+    .await;
     let mut stdio_cmd = vec![cmd];
     stdio_cmd.extend(args);
-    let python = tokio::task::spawn_blocking(move || support::python_client_tools("-", "stdio", &stdio_cmd))
-        .await
-        .expect("python client task");
+    let python =
+        tokio::task::spawn_blocking(move || support::python_client_tools("-", "stdio", &stdio_cmd))
+            .await
+            .expect("python client task");
     assert_eq!(names(&inv), sorted(python));
     assert_eq!(inv.tool_count, 13);
 }
@@ -108,7 +130,10 @@ async fn python_sdk_server_all_transports_agree() {
     assert_eq!(a.tools, b.tools);
     assert_eq!(a.tools, c.tools);
     assert_eq!(a.tools_digest, c.tools_digest);
-    assert_eq!(a.server_info.instructions.as_deref(), Some("Test server for mcp-operator's prober."));
+    assert_eq!(
+        a.server_info.instructions.as_deref(),
+        Some("Test server for mcp-operator's prober.")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +143,10 @@ async fn tls_with_ca_file_or_insecure_switch() {
     let url = front.https_url("/mcp");
     let with_ca = |ca: Option<Vec<u8>>, insecure| {
         let mut t = HttpTarget::new(url.clone());
-        t.tls = TlsOptions { ca_pem: ca, insecure_skip_verify: insecure };
+        t.tls = TlsOptions {
+            ca_pem: ca,
+            insecure_skip_verify: insecure,
+        };
         ProbeTarget::Http(t)
     };
     let ca = std::fs::read(support::test_ca_path()).expect("test CA");
@@ -130,7 +158,12 @@ async fn tls_with_ca_file_or_insecure_switch() {
 
 /// Probes `url` with secret headers; checks the code, the attempts (transient codes are
 /// retried once), that the message mentions `expect_in_message`, and that no secret leaks.
-async fn expect_failure(url: &str, timeout: Duration, code: ProbeErrorCode, expect_in_message: &str) -> ProbeReport {
+async fn expect_failure(
+    url: &str,
+    timeout: Duration,
+    code: ProbeErrorCode,
+    expect_in_message: &str,
+) -> ProbeReport {
     let mut t = HttpTarget::new(url);
     t.headers = vec![
         Header::new("Authorization", format!("Bearer {SECRET}")),
@@ -140,16 +173,33 @@ async fn expect_failure(url: &str, timeout: Duration, code: ProbeErrorCode, expe
     let started = Instant::now();
     let report = probe(&target, &opts(timeout)).await;
     let elapsed = started.elapsed();
-    let error = report.error().unwrap_or_else(|| panic!("{url}: expected {code}, got success"));
-    println!("{url} -> {error} (attempts {}, {} ms)", report.attempts, report.latency_ms);
+    let error = report
+        .error()
+        .unwrap_or_else(|| panic!("{url}: expected {code}, got success"));
+    println!(
+        "{url} -> {error} (attempts {}, {} ms)",
+        report.attempts, report.latency_ms
+    );
     assert_eq!(error.code(), code, "{url}: {error}");
-    assert!(error.message().contains(expect_in_message), "{url}: message lacks {expect_in_message:?}: {error}");
-    let everything = format!("{error} {error:?} {report:?} {}", serde_json::to_string(&report).unwrap_or_default());
-    assert!(!everything.contains(SECRET), "a credential leaked: {everything}");
+    assert!(
+        error.message().contains(expect_in_message),
+        "{url}: message lacks {expect_in_message:?}: {error}"
+    );
+    let everything = format!(
+        "{error} {error:?} {report:?} {}",
+        serde_json::to_string(&report).unwrap_or_default()
+    );
+    assert!(
+        !everything.contains(SECRET),
+        "a credential leaked: {everything}"
+    );
     let expected_attempts = if code.is_transient() { 2 } else { 1 };
     assert_eq!(report.attempts, expected_attempts, "{url}: {error}");
     // Both attempts fit in their time limits (plus a little slack).
-    assert!(elapsed < timeout * expected_attempts + Duration::from_secs(2), "{url}: took {elapsed:?}");
+    assert!(
+        elapsed < timeout * expected_attempts + Duration::from_secs(2),
+        "{url}: took {elapsed:?}"
+    );
     report
 }
 
@@ -165,60 +215,128 @@ async fn closed_port_is_connection_failed() {
 async fn black_hole_is_timeout_within_the_limit() {
     let hole = support::black_hole().await;
     let started = Instant::now();
-    let r = expect_failure(&hole.url("/mcp"), Duration::from_secs(1), ProbeErrorCode::Timeout, "within 1s").await;
-    assert!(r.latency_ms >= 1000 && r.latency_ms < 1500, "latency {}", r.latency_ms);
+    let r = expect_failure(
+        &hole.url("/mcp"),
+        Duration::from_secs(1),
+        ProbeErrorCode::Timeout,
+        "within 1s",
+    )
+    .await;
+    assert!(
+        r.latency_ms >= 1000 && r.latency_ms < 1500,
+        "latency {}",
+        r.latency_ms
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test]
 async fn html_page_is_not_mcp_server() {
-    let stub = support::serve(Router::new().fallback(|| async { Html("<!doctype html><title>Welcome</title>") })).await;
-    expect_failure(&stub.url("/mcp"), SHORT, ProbeErrorCode::NotMcpServer, "text/html").await;
+    let stub = support::serve(
+        Router::new().fallback(|| async { Html("<!doctype html><title>Welcome</title>") }),
+    )
+    .await;
+    expect_failure(
+        &stub.url("/mcp"),
+        SHORT,
+        ProbeErrorCode::NotMcpServer,
+        "text/html",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn html_page_over_sse_is_not_mcp_server() {
-    let stub = support::serve(Router::new().fallback(|| async { Html("<!doctype html><title>Welcome</title>") })).await;
-    expect_failure(&stub.url("/sse"), SHORT, ProbeErrorCode::NotMcpServer, "text/html").await;
+    let stub = support::serve(
+        Router::new().fallback(|| async { Html("<!doctype html><title>Welcome</title>") }),
+    )
+    .await;
+    expect_failure(
+        &stub.url("/sse"),
+        SHORT,
+        ProbeErrorCode::NotMcpServer,
+        "text/html",
+    )
+    .await;
 }
 
 fn unauthorized(base: String) -> Router {
     Router::new().fallback(move || {
-        let challenge = format!(r#"Bearer realm="mcp", resource_metadata="{base}/.well-known/oauth-protected-resource""#);
-        async move { (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], "unauthorized").into_response() }
+        let challenge = format!(
+            r#"Bearer realm="mcp", resource_metadata="{base}/.well-known/oauth-protected-resource""#
+        );
+        async move {
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge)],
+                "unauthorized",
+            )
+                .into_response()
+        }
     })
 }
 
 #[tokio::test]
 async fn unauthorized_is_auth_required_with_the_metadata_hint() {
     let stub = support::serve(unauthorized("https://auth.example".into())).await;
-    expect_failure(&stub.url("/mcp"), SHORT, ProbeErrorCode::AuthRequired, "resource_metadata=https://auth.example/.well-known/oauth-protected-resource").await;
+    expect_failure(
+        &stub.url("/mcp"),
+        SHORT,
+        ProbeErrorCode::AuthRequired,
+        "resource_metadata=https://auth.example/.well-known/oauth-protected-resource",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn unauthorized_over_sse_is_auth_required() {
     let stub = support::serve(unauthorized("https://auth.example".into())).await;
-    expect_failure(&stub.url("/sse"), SHORT, ProbeErrorCode::AuthRequired, "oauth-protected-resource").await;
+    expect_failure(
+        &stub.url("/sse"),
+        SHORT,
+        ProbeErrorCode::AuthRequired,
+        "oauth-protected-resource",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn unknown_ca_is_tls_error() {
     let front = support::tls_front(support::free_port()).await;
-    expect_failure(&front.https_url("/mcp"), SHORT, ProbeErrorCode::TlsError, "certificate").await;
+    expect_failure(
+        &front.https_url("/mcp"),
+        SHORT,
+        ProbeErrorCode::TlsError,
+        "certificate",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn malformed_jsonrpc_is_protocol_error() {
     let stub = support::serve(Router::new().fallback(|| async {
-        ([(header::CONTENT_TYPE, "application/json")], r#"{"jsonrpc":"2.0","id":0,"result":{"#)
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"jsonrpc":"2.0","id":0,"result":{"#,
+        )
     }))
     .await;
-    expect_failure(&stub.url("/mcp"), SHORT, ProbeErrorCode::ProtocolError, "JSON").await;
+    expect_failure(
+        &stub.url("/mcp"),
+        SHORT,
+        ProbeErrorCode::ProtocolError,
+        "JSON",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn http_500_is_server_error() {
-    let stub = support::serve(Router::new().fallback(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded") })).await;
+    let stub = support::serve(
+        Router::new()
+            .fallback(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded") }),
+    )
+    .await;
     expect_failure(&stub.url("/mcp"), SHORT, ProbeErrorCode::ServerError, "500").await;
 }
 
@@ -230,12 +348,24 @@ async fn jsonrpc_error_on_initialize_is_server_error() {
         ([(header::CONTENT_TYPE, "application/json")], answer.to_string())
     }))
     .await;
-    expect_failure(&stub.url("/mcp"), SHORT, ProbeErrorCode::ServerError, "database is down").await;
+    expect_failure(
+        &stub.url("/mcp"),
+        SHORT,
+        ProbeErrorCode::ServerError,
+        "database is down",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn ftp_url_is_invalid_url() {
-    expect_failure("ftp://example.com/mcp", SHORT, ProbeErrorCode::InvalidUrl, "ftp").await;
+    expect_failure(
+        "ftp://example.com/mcp",
+        SHORT,
+        ProbeErrorCode::InvalidUrl,
+        "ftp",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -250,7 +380,13 @@ async fn unknown_protocol_version_is_protocol_error() {
         ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
     }))
     .await;
-    expect_failure(&stub.url("/mcp"), SHORT, ProbeErrorCode::ProtocolError, "1999-01-01").await;
+    expect_failure(
+        &stub.url("/mcp"),
+        SHORT,
+        ProbeErrorCode::ProtocolError,
+        "1999-01-01",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -277,7 +413,11 @@ async fn many_targets_with_bounded_concurrency() {
     let codes: Vec<_> = reports.iter().map(|r| r.code()).collect();
     assert_eq!(
         codes,
-        [Some(ProbeErrorCode::NotMcpServer), Some(ProbeErrorCode::InvalidUrl), Some(ProbeErrorCode::NotMcpServer)]
+        [
+            Some(ProbeErrorCode::NotMcpServer),
+            Some(ProbeErrorCode::InvalidUrl),
+            Some(ProbeErrorCode::NotMcpServer)
+        ]
     );
 }
 
@@ -291,7 +431,14 @@ fn cli() -> std::process::Command {
 fn cli_failure_exits_2_with_the_code_on_stderr() {
     let url = format!("http://127.0.0.1:{}/mcp", support::free_port());
     let out = cli()
-        .args(["probe", &url, "--retries", "0", "-H", &format!("Authorization=Bearer {SECRET}")])
+        .args([
+            "probe",
+            &url,
+            "--retries",
+            "0",
+            "-H",
+            &format!("Authorization=Bearer {SECRET}"),
+        ])
         .output()
         .expect("run mcp-operator");
     assert_eq!(out.status.code(), Some(2));
@@ -303,13 +450,27 @@ fn cli_failure_exits_2_with_the_code_on_stderr() {
 #[test]
 fn cli_stdio_json_and_pins() {
     let (cmd, args) = support::server_everything_stdio();
-    let out = cli().args(["probe", "-o", "json", "--"]).arg(&cmd).args(&args).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli()
+        .args(["probe", "-o", "json", "--"])
+        .arg(&cmd)
+        .args(&args)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: ProbeReport = serde_json::from_slice(&out.stdout).expect("JSON report");
     let inv = report.inventory().expect("inventory");
     assert_eq!(inv.tool_count, 13);
 
-    let out = cli().args(["probe", "--pins", "--"]).arg(&cmd).args(&args).output().expect("run");
+    let out = cli()
+        .args(["probe", "--pins", "--"])
+        .arg(&cmd)
+        .args(&args)
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let pins: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).expect("pins YAML");
     let pins = pins["pinnedTools"].as_sequence().expect("pinnedTools list");

@@ -9,7 +9,11 @@ fn kubectl() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".peers"));
     let pinned = peers.join("bin/kubectl");
-    assert!(pinned.is_file(), "{} is missing: run `make peers`", pinned.display());
+    assert!(
+        pinned.is_file(),
+        "{} is missing: run `make peers`",
+        pinned.display()
+    );
     pinned
 }
 

@@ -48,7 +48,11 @@ pub fn node() -> PathBuf {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if on_path { PathBuf::from("node") } else { peer_path("bin/node22") }
+    if on_path {
+        PathBuf::from("node")
+    } else {
+        peer_path("bin/node22")
+    }
 }
 
 /// The preload that forces Node servers onto 127.0.0.1.
@@ -106,10 +110,16 @@ impl PeerProcess {
             log,
         };
         if port != 0 && !wait_for_port(port, Duration::from_secs(20)) {
-            panic!("peer {name} did not listen on 127.0.0.1:{port}; its output:\n{}", peer.output());
+            panic!(
+                "peer {name} did not listen on 127.0.0.1:{port}; its output:\n{}",
+                peer.output()
+            );
         }
         if let Ok(Some(status)) = peer.child.try_wait() {
-            panic!("peer {name} exited with {status}; its output:\n{}", peer.output());
+            panic!(
+                "peer {name} exited with {status}; its output:\n{}",
+                peer.output()
+            );
         }
         peer
     }
@@ -155,7 +165,10 @@ pub fn server_everything(mode: &str) -> PeerProcess {
 pub fn server_everything_stdio() -> (String, Vec<String>) {
     (
         node().to_string_lossy().into_owned(),
-        vec![server_everything_js().to_string_lossy().into_owned(), "stdio".into()],
+        vec![
+            server_everything_js().to_string_lossy().into_owned(),
+            "stdio".into(),
+        ],
     )
 }
 

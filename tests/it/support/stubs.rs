@@ -35,7 +35,9 @@ impl Drop for Stub {
 }
 
 async fn loopback_listener() -> TcpListener {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind 127.0.0.1:0")
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind 127.0.0.1:0")
 }
 
 /// Serves `router` on a fresh loopback port.
@@ -77,12 +79,14 @@ pub async fn tls_front(upstream: u16) -> Stub {
         .collect::<Result<_, _>>()
         .expect("server.pem certs");
     let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server.key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("tls versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server cert");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("tls versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server cert");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = loopback_listener().await;
     let addr = listener.local_addr().expect("local addr");
@@ -90,8 +94,13 @@ pub async fn tls_front(upstream: u16) -> Stub {
         while let Ok((socket, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else { return };
-                let Ok(mut plain) = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream)).await else { return };
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream)).await
+                else {
+                    return;
+                };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
         }
