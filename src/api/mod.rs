@@ -8,6 +8,7 @@ pub mod common;
 pub mod crd;
 pub mod policy;
 pub mod server;
+pub mod server_status;
 
 pub use binding::{McpBinding, McpBindingSpec, McpBindingStatus};
 pub use policy::{McpPolicy, McpPolicySpec, McpPolicyStatus};
