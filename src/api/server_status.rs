@@ -97,7 +97,7 @@ pub enum Phase {
 }
 
 /// What the server said about itself at initialize.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerInfo {
     /// serverInfo.name.

@@ -65,7 +65,7 @@ impl InventoryDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prober::inventory::{Capabilities, ServerInfo};
+    use crate::prober::inventory::{ServerCapabilities, ServerInfo};
     use serde_json::json;
 
     fn inv(tools: &[(&str, &str)]) -> ToolInventory {
@@ -73,7 +73,13 @@ mod tests {
             .iter()
             .map(|(n, d)| json!({"name": n, "description": d, "inputSchema": {}}))
             .collect();
-        ToolInventory::from_tools(ServerInfo::default(), Capabilities::default(), &raw, 0, 0)
+        ToolInventory::from_tools(
+            ServerInfo::default(),
+            ServerCapabilities::default(),
+            &raw,
+            0,
+            0,
+        )
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   trailing newline. An empty list hashes the empty string.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::api::server_status::{ServerCapabilities, ServerInfo};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -23,37 +25,6 @@ pub const MAX_TOOLS: usize = 128;
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 /// Server instructions are cut to this many bytes (on a character boundary).
 pub const MAX_INSTRUCTIONS_BYTES: usize = 1024;
-
-/// The server's identity as reported by `initialize`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServerInfo {
-    /// `serverInfo.name`.
-    pub name: String,
-    /// `serverInfo.version`.
-    pub version: String,
-    /// The negotiated protocol version.
-    pub protocol_version: String,
-    /// Instructions, at most 1 KiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<String>,
-}
-
-/// Which capabilities the server declared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Capabilities {
-    /// `tools` declared.
-    pub tools: bool,
-    /// `resources` declared.
-    pub resources: bool,
-    /// `prompts` declared.
-    pub prompts: bool,
-    /// `logging` declared.
-    pub logging: bool,
-    /// `completions` declared.
-    pub completions: bool,
-}
 
 /// One tool as kept in status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +46,7 @@ pub struct ToolInventory {
     /// Identity and negotiated protocol version.
     pub server_info: ServerInfo,
     /// Declared capabilities.
-    pub capabilities: Capabilities,
+    pub capabilities: ServerCapabilities,
     /// Number of tools listed (all of them, also past [`MAX_TOOLS`]).
     pub tool_count: u32,
     /// Number of resources listed.
@@ -95,14 +66,13 @@ impl ToolInventory {
     /// `server_info.instructions` is cut to 1 KiB here.
     pub fn from_tools(
         mut server_info: ServerInfo,
-        capabilities: Capabilities,
+        capabilities: ServerCapabilities,
         tools: &[Value],
         resource_count: usize,
         prompt_count: usize,
     ) -> Self {
-        server_info.instructions = server_info
-            .instructions
-            .map(|s| truncate_bytes(&s, MAX_INSTRUCTIONS_BYTES).to_owned());
+        server_info.instructions =
+            truncate_bytes(&server_info.instructions, MAX_INSTRUCTIONS_BYTES).to_owned();
         let mut summaries: Vec<ToolSummary> = tools.iter().map(summarize).collect();
         summaries.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.sha256.cmp(&b.sha256)));
         let tools_digest = digest(summaries.iter().map(|t| t.sha256.as_str()));
@@ -230,7 +200,13 @@ mod tests {
     }
 
     fn inventory(tools: &[Value]) -> ToolInventory {
-        ToolInventory::from_tools(ServerInfo::default(), Capabilities::default(), tools, 0, 0)
+        ToolInventory::from_tools(
+            ServerInfo::default(),
+            ServerCapabilities::default(),
+            tools,
+            0,
+            0,
+        )
     }
 
     #[test]
@@ -311,10 +287,10 @@ mod tests {
             .collect();
         let inv = ToolInventory::from_tools(
             ServerInfo {
-                instructions: Some("ü".repeat(1000)),
+                instructions: "ü".repeat(1000),
                 ..Default::default()
             },
-            Capabilities::default(),
+            ServerCapabilities::default(),
             &many,
             3,
             4,
@@ -326,7 +302,7 @@ mod tests {
             inv.tools[0].description.chars().count(),
             MAX_DESCRIPTION_CHARS
         );
-        let instructions = inv.server_info.instructions.as_deref().unwrap();
+        let instructions = inv.server_info.instructions.as_str();
         assert!(instructions.len() <= MAX_INSTRUCTIONS_BYTES && instructions.len() >= 1022);
         let all: Vec<String> = many.iter().map(tool_sha256).collect();
         assert_eq!(inv.tools_digest, digest(all.iter().map(String::as_str)));
@@ -352,7 +328,8 @@ mod tests {
                 "toolsDigest"
             ]
         );
-        assert_eq!(v["serverInfo"]["protocolVersion"], "");
+        // The status type itself: unknown strings are omitted, not written as "".
+        assert_eq!(v["serverInfo"], serde_json::json!({"name": ""}));
         assert_eq!(v["capabilities"]["completions"], false);
         assert_eq!(v["tools"][0]["sha256"].as_str().unwrap().len(), 64);
     }

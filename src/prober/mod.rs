@@ -25,7 +25,7 @@ pub mod tls;
 
 pub use diff::InventoryDiff;
 pub use error::{ProbeError, ProbeErrorCode};
-pub use inventory::{Capabilities, ServerInfo, ToolInventory, ToolSummary};
+pub use inventory::{ServerCapabilities, ServerInfo, ToolInventory, ToolSummary};
 pub use run::{
     ProbeOptions, ProbeOutcome, ProbeReport, probe, probe_all, probe_many, probe_many_shared,
 };

@@ -129,7 +129,7 @@ pub fn pins(inv: &ToolInventory) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prober::inventory::{Capabilities, ServerInfo};
+    use crate::prober::inventory::{ServerCapabilities, ServerInfo};
     use crate::prober::run::ProbeOutcome;
     use serde_json::json;
 
@@ -143,9 +143,9 @@ mod tests {
                 name: "srv".into(),
                 version: "1.0".into(),
                 protocol_version: "2025-11-25".into(),
-                instructions: None,
+                instructions: String::new(),
             },
-            Capabilities {
+            ServerCapabilities {
                 tools: true,
                 prompts: true,
                 ..Default::default()

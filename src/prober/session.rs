@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 
 use super::classify;
 use super::error::ProbeError;
-use super::inventory::{Capabilities, ServerInfo, ToolInventory};
+use super::inventory::{ServerCapabilities, ServerInfo, ToolInventory};
 use super::sse::{FailureSlot, SseTransport};
 use super::target::{HttpTarget, ProbeTarget, StdioTarget, TransportKind, redact_url};
 use super::tls;
@@ -269,7 +269,7 @@ async fn list_everything(
     })?;
     check_version(tried, &info)?;
     let caps = &info.capabilities;
-    let capabilities = Capabilities {
+    let capabilities = ServerCapabilities {
         tools: caps.tools.is_some(),
         resources: caps.resources.is_some(),
         prompts: caps.prompts.is_some(),
@@ -341,7 +341,7 @@ async fn list_everything(
             .map(|i| i.version.clone())
             .unwrap_or_default(),
         protocol_version: info.protocol_version.to_string(),
-        instructions: info.instructions.clone().filter(|s| !s.is_empty()),
+        instructions: info.instructions.clone().unwrap_or_default(),
     };
     Ok(ToolInventory::from_tools(
         server_info,

@@ -131,8 +131,8 @@ async fn python_sdk_server_all_transports_agree() {
     assert_eq!(a.tools, c.tools);
     assert_eq!(a.tools_digest, c.tools_digest);
     assert_eq!(
-        a.server_info.instructions.as_deref(),
-        Some("Test server for mcp-operator's prober.")
+        a.server_info.instructions,
+        "Test server for mcp-operator's prober."
     );
 }
 
