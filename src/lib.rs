@@ -6,9 +6,17 @@
 //! - [`admission`]: checks a manifest the way the API server would (schema + CEL).
 //! - [`apiserver`]: an embedded, in-memory Kubernetes API server for development and tests.
 //! - [`prober`]: the MCP client side: connectivity tests and tool inventories.
+//! - [`policy`]: policies merged into the effective policy; the per-tool decision.
+//! - [`mcp_http`]: MCP over HTTP pieces shared by the gateway and the bridge.
+//! - [`gateway`]: the sidecar front door: auth, policy, limits, audit, metrics.
+//! - [`bridge`]: a stdio server kept alive and served over Streamable HTTP on loopback.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod api;
 pub mod apiserver;
+pub mod bridge;
+pub mod gateway;
+pub mod mcp_http;
+pub mod policy;
 pub mod prober;
