@@ -9,6 +9,7 @@
 //! - [`policy`]: policies merged into the effective policy; the per-tool decision.
 //! - [`mcp_http`]: MCP over HTTP pieces shared by the gateway and the bridge.
 //! - [`gateway`]: the sidecar front door: auth, policy, limits, audit, metrics.
+//! - [`telemetry`]: logging setup.
 //! - [`bridge`]: a stdio server kept alive and served over Streamable HTTP on loopback.
 #![forbid(unsafe_code)]
 
@@ -20,3 +21,4 @@ pub mod gateway;
 pub mod mcp_http;
 pub mod policy;
 pub mod prober;
+pub mod telemetry;

@@ -20,6 +20,10 @@ enum Command {
     Crd(mcp_operator::api::crd::CrdArgs),
     /// Probe an MCP server once: initialize, list tools/resources/prompts, print the inventory.
     Probe(mcp_operator::prober::cli::ProbeArgs),
+    /// Run the gateway sidecar: authenticated, policy-enforcing MCP front door.
+    Gateway(mcp_operator::gateway::cli::GatewayArgs),
+    /// Serve a stdio MCP server as Streamable HTTP on loopback (one long-lived process).
+    Bridge(mcp_operator::bridge::cli::BridgeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,5 +31,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd(args) => mcp_operator::api::crd::run(&args),
         Command::Probe(args) => mcp_operator::prober::cli::run(&args),
+        Command::Gateway(args) => mcp_operator::gateway::cli::run(&args),
+        Command::Bridge(args) => mcp_operator::bridge::cli::run(&args),
     }
 }

@@ -3,4 +3,5 @@
 //! to the upstream MCP server (Streamable HTTP, or legacy SSE translated).
 //! No Kubernetes client code lives here: configuration comes from a file.
 
+pub mod cli;
 pub mod config;

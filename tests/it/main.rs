@@ -2,8 +2,10 @@
 //! Each module is one area; `support` holds helpers shared between them.
 
 mod apiserver;
+mod bridge;
 mod cli;
 mod crds;
+mod gateway;
 mod manifests;
 mod prober;
 mod support;

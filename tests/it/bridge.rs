@@ -1,0 +1,1 @@
+//! Bridge tests: stdio peers served over Streamable HTTP by `mcp-operator bridge`.

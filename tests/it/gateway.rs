@@ -1,0 +1,1 @@
+//! Gateway tests: auth, policy, limits, audit, reload and proxying against real peers.
