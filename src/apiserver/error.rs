@@ -159,6 +159,48 @@ impl ApiServerError {
         Self::status(415, "UnsupportedMediaType", message, None)
     }
 
+    /// `Internal error occurred: ...` (500 InternalError).
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::status(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+            None,
+        )
+    }
+
+    /// Throttling (429 TooManyRequests); the response also carries `Retry-After`.
+    pub fn too_many_requests(retry_after_seconds: u64) -> Self {
+        let details = json!({"retryAfterSeconds": retry_after_seconds});
+        let message = "Too many requests, please try again later.".to_owned();
+        Self::status(429, "TooManyRequests", message, Some(details))
+    }
+
+    /// A request without valid credentials (401 Unauthorized).
+    pub fn unauthorized() -> Self {
+        Self::status(401, "Unauthorized", "Unauthorized".to_owned(), None)
+    }
+
+    /// An authorization refusal (403 Forbidden): `<resource>.<group> "name" is
+    /// forbidden: <why>`, or without the name for collections, as `NewForbidden` words it.
+    pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let message = if name.is_empty() {
+            format!("{qualified} is forbidden: {why}")
+        } else {
+            format!("{qualified} {name:?} is forbidden: {why}")
+        };
+        let mut details = json!({"group": group, "kind": resource});
+        if !name.is_empty() {
+            details["name"] = json!(name);
+        }
+        Self::status(403, "Forbidden", message, Some(details))
+    }
+
     /// The `Status` object for this error.
     pub fn to_status(&self) -> Value {
         let status = match self {
@@ -218,6 +260,18 @@ fn cause(error: &FieldError) -> Value {
 impl IntoResponse for ApiServerError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, axum::Json(self.to_status())).into_response()
+        let status = self.to_status();
+        // The real server sends throttling delays both in the Status and as a header,
+        // which is what clients' retry policies read.
+        let retry_after = status
+            .pointer("/details/retryAfterSeconds")
+            .and_then(Value::as_u64);
+        let mut response = (code, axum::Json(status)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", http::HeaderValue::from(seconds));
+        }
+        response
     }
 }

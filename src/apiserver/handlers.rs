@@ -41,6 +41,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/apis", get(discovery::api_groups))
         .route("/apis/{group}", get(discovery::api_group))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::root))
         .route("/openapi/v3/{*rest}", get(openapi::group_version))
         .route("/api/v1/{*rest}", any(core_resource))
@@ -202,6 +203,7 @@ fn resource(
             let bookmarks = params
                 .get("allowWatchBookmarks")
                 .is_some_and(|v| v == "true");
+            let table = table::wanted(accept, &rt);
             watch::watch(
                 state,
                 WatchRequest {
@@ -211,6 +213,7 @@ fn resource(
                     since,
                     timeout,
                     bookmarks,
+                    table,
                 },
             )
         }
@@ -275,6 +278,12 @@ fn resource(
                         },
                         object,
                     )
+                }
+                PatchType::Strategic if inner.admission.serves(&rt.api_version(), &rt.kind) => {
+                    // Custom resources have no patch merge keys: the real server refuses too.
+                    Err(ApiServerError::unsupported_media_type(
+                        "application/strategic-merge-patch+json",
+                    ))
                 }
                 kind => {
                     let old = inner.get(&rt, &ns, &name)?;

@@ -1,27 +1,42 @@
 //! An embedded, in-memory Kubernetes API server for **development and tests only — not
-//! for production**: no persistence, no authentication, no scalability guarantees.
+//! for production**: no persistence, no TLS, no scalability guarantees.
 //!
 //! The real kube client and the real `kubectl` talk to it as to a cluster: discovery,
 //! the built-in kinds the operator uses, CustomResourceDefinitions (applying one makes its
-//! resources served, validated with [`crate::admission`]), get/list/watch/create/update/
-//! delete/patch (merge, JSON patch, server-side apply), finalizers and ownerReference
-//! garbage collection. Errors are `Status` objects shaped as the real server shapes them.
+//! resources served, validated with [`crate::admission`]), get/list (paged)/watch/create/
+//! update/delete/patch (merge, JSON patch, the common subset of strategic merge patch for
+//! built-ins, server-side apply), finalizers and ownerReference garbage collection,
+//! server-side `Table` printing (also for `kubectl get -w`), and a minimal OpenAPI v3/v2
+//! surface. Errors are `Status` objects shaped as the real server shapes them.
+//!
+//! For tests it adds:
+//! - **fault injection** ([`FaultRule`], set in [`ApiServerOptions::faults`] or at run
+//!   time with [`ApiServerHandle::faults`]): 500, 429 with `Retry-After`, 409, latency,
+//!   dropped watch connections and forced 410 on watches, per verb and resource, on
+//!   deterministic schedules;
+//! - **RBAC mode**: clients built with [`ApiServerHandle::service_account_client`] (or
+//!   kubeconfigs from [`ApiServerHandle::kubeconfig_for_service_account`]) are authorized
+//!   against the stored Roles/ClusterRoles/bindings and refused with the real 403;
+//!   clients without credentials are the cluster admin.
 //!
 //! Layout: `store` (objects, revisions, watch history), `resources` (served types),
 //! `meta` (object mechanics), `ops` (verbs), `patch`/`apply` (patch types, managedFields),
-//! `gc` (deletion), `watch`, `table` (server-side printing), `discovery`, `openapi`, `handlers` (HTTP routing), `error` (Status),
-//! `server` (the handle). Cross-cutting request behaviour (fault injection, RBAC) belongs
-//! in a tower layer around the router in `server`.
+//! `gc` (deletion), `watch`, `table` (server-side printing), `discovery`, `openapi`,
+//! `handlers` (HTTP routing), `error` (Status), `request` (request attributes), and the
+//! tower layers around the router: `faults` and `rbac`; `server` (the handle).
 
 mod apply;
 mod discovery;
 mod error;
+mod faults;
 mod gc;
 mod handlers;
 mod meta;
 mod openapi;
 mod ops;
 mod patch;
+mod rbac;
+mod request;
 mod resources;
 mod selectors;
 mod server;
@@ -30,4 +45,6 @@ mod table;
 mod watch;
 
 pub use error::{ApiResult, ApiServerError, ApiStatus};
+pub use faults::{FaultId, FaultKind, FaultRule, Faults, Schedule};
+pub use rbac::UserInfo;
 pub use server::{ApiServer, ApiServerHandle, ApiServerOptions};

@@ -3,12 +3,16 @@
 //! is what kubectl checks before it leaves validation to the server (`--validate=strict`,
 //! its default) instead of downloading the protobuf OpenAPI v2 schema, which this server
 //! does not serve. Schemas themselves are not published yet (`kubectl explain` is out).
+//! `/openapi/v2` answers JSON requests with a valid, empty Swagger document (for clients
+//! that only check it parses) and protobuf-only requests with 406, so clients fall back.
 
 use std::sync::Arc;
 
 use axum::{
     Json,
     extract::{Path, State as AxumState},
+    http::StatusCode,
+    response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
 
@@ -23,6 +27,28 @@ fn gv_path(group: &str, version: &str) -> String {
     } else {
         format!("apis/{group}/{version}")
     }
+}
+
+/// `/openapi/v2`: an empty Swagger 2.0 document in JSON; 406 for protobuf-only clients.
+pub async fn v2(headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    if !(accept.contains("json") || accept.contains("*/*")) {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "only application/json is served", "reason": "NotAcceptable", "code": 406})),
+        )
+            .into_response();
+    }
+    Json(json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes (mcp-operator embedded API server)", "version": "v1.33.0"},
+        "paths": {},
+        "definitions": {},
+    }))
+    .into_response()
 }
 
 /// `/openapi/v3`: the document of every served group-version.

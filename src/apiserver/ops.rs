@@ -79,11 +79,22 @@ impl Inner {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> ApiResult<Value> {
-        let after = options.continue_token.as_deref().unwrap_or_default();
-        let mut matching = self
-            .store
-            .list(rt, namespace)
-            .filter(|(key, _)| after.is_empty() || continue_token(key).as_str() > after)
+        // The token names the last key returned; the next page starts after it in key
+        // order (a string comparison of "ns/name" would misorder "a/x" and "a-b/y").
+        let after = options
+            .continue_token
+            .as_deref()
+            .map(|token| {
+                token.split_once('/').ok_or_else(|| {
+                    ApiServerError::bad_request(format!("invalid continue token {token:?}"))
+                })
+            })
+            .transpose()?;
+        let objects: Box<dyn Iterator<Item = (&ObjectKey, &Value)>> = match after {
+            Some(after) => Box::new(self.store.list_after(rt, namespace, after)),
+            None => Box::new(self.store.list(rt, namespace)),
+        };
+        let mut matching = objects
             .filter(|(_, object)| options.labels.matches(object) && options.fields.matches(object));
         let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();

@@ -1,5 +1,6 @@
-//! The server handle: binds 127.0.0.1 on a random port, serves the router in a task,
-//! writes kubeconfigs and builds kube clients for it, and stops when dropped.
+//! The server handle: binds 127.0.0.1 on a random port, serves the router (wrapped in
+//! the fault-injection and RBAC layers) in a task, writes kubeconfigs and builds kube
+//! clients for it (as admin or as a ServiceAccount), and stops when dropped.
 
 use std::{
     net::SocketAddr,
@@ -12,8 +13,10 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use super::{
     error::{ApiResult, ApiServerError},
+    faults::{self, FaultRule, Faults},
     handlers,
     ops::Inner,
+    rbac::{self, Tokens},
 };
 
 /// How the server behaves.
@@ -25,6 +28,9 @@ pub struct ApiServerOptions {
     pub bookmark_interval: Duration,
     /// Longest watch when the client gives no `timeoutSeconds`.
     pub max_watch: Duration,
+    /// Fault rules in force from the start (more can be set through
+    /// [`ApiServerHandle::faults`]).
+    pub faults: Vec<FaultRule>,
 }
 
 impl Default for ApiServerOptions {
@@ -33,6 +39,7 @@ impl Default for ApiServerOptions {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
             max_watch: Duration::from_secs(1800),
+            faults: Vec::new(),
         }
     }
 }
@@ -42,6 +49,10 @@ pub struct State {
     inner: Mutex<Inner>,
     /// The options it runs with.
     pub options: ApiServerOptions,
+    /// Fault rules, shared with the handle.
+    pub faults: Arc<Faults>,
+    /// The ServiceAccount tokens the handle minted.
+    pub tokens: Tokens,
 }
 
 impl State {
@@ -64,11 +75,20 @@ impl ApiServer {
             .await
             .map_err(ApiServerError::Bind)?;
         let addr = listener.local_addr().map_err(ApiServerError::Bind)?;
+        let faults = Arc::new(Faults::new(options.faults.iter().cloned()));
         let state = Arc::new(State {
             inner: Mutex::new(Inner::new(options.history_limit)),
             options,
+            faults: faults.clone(),
+            tokens: Tokens::default(),
         });
-        let app = handlers::router(state.clone());
+        // The last layer added runs first: faults, then authentication/authorization.
+        let app = handlers::router(state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                rbac::layer,
+            ))
+            .layer(axum::middleware::from_fn_with_state(faults, faults::layer));
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::warn!(%error, "embedded API server stopped");
@@ -76,6 +96,7 @@ impl ApiServer {
         });
         Ok(ApiServerHandle {
             addr,
+            state,
             task,
             kubeconfig: Mutex::new(None),
         })
@@ -85,6 +106,7 @@ impl ApiServer {
 /// A running server; dropping it stops it (open watches end).
 pub struct ApiServerHandle {
     addr: SocketAddr,
+    state: Arc<State>,
     task: JoinHandle<()>,
     kubeconfig: Mutex<Option<PathBuf>>,
 }
@@ -95,12 +117,50 @@ impl ApiServerHandle {
         format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig for this server (context `mcp-operator-dev`, namespace `default`).
+    /// A kubeconfig for this server (context `mcp-operator-dev`, namespace `default`),
+    /// authenticating as the cluster admin.
     pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_with_user("developer", "{}", "default")
+    }
+
+    /// A kubeconfig acting as ServiceAccount `namespace/name` (default namespace: the
+    /// ServiceAccount's), for RBAC checks with kubectl. It impersonates the account
+    /// (`as:`) rather than carrying a token: kubectl sends bearer tokens only over TLS,
+    /// and this server speaks plain HTTP.
+    pub fn kubeconfig_for_service_account(&self, namespace: &str, name: &str) -> String {
+        let user = format!("{{as: \"system:serviceaccount:{namespace}:{name}\"}}");
+        self.kubeconfig_with_user(&format!("{namespace}-{name}"), &user, namespace)
+    }
+
+    fn kubeconfig_with_user(&self, user_name: &str, user: &str, namespace: &str) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: mcp-operator-dev\n  cluster:\n    server: {}\nusers:\n- name: developer\n  user: {{}}\ncontexts:\n- name: mcp-operator-dev\n  context:\n    cluster: mcp-operator-dev\n    user: developer\n    namespace: default\ncurrent-context: mcp-operator-dev\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: mcp-operator-dev\n  cluster:\n    server: {}\nusers:\n- name: {user_name}\n  user: {user}\ncontexts:\n- name: mcp-operator-dev\n  context:\n    cluster: mcp-operator-dev\n    user: {user_name}\n    namespace: {namespace}\ncurrent-context: mcp-operator-dev\n",
             self.url()
         )
+    }
+
+    /// A bearer token authenticating as ServiceAccount `namespace/name`: requests with
+    /// it are authorized by the RBAC objects stored in the server.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.state.tokens.mint_service_account(namespace, name)
+    }
+
+    /// A kube client authenticating as ServiceAccount `namespace/name` (default
+    /// namespace: the ServiceAccount's).
+    pub fn service_account_client(&self, namespace: &str, name: &str) -> ApiResult<kube::Client> {
+        let url: http::Uri = self.url().parse()?;
+        let mut config = kube::Config::new(url);
+        config.default_namespace = namespace.to_owned();
+        let token = self.service_account_token(namespace, name);
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| ApiServerError::bad_request(e.to_string()))?;
+        config.headers.push((http::header::AUTHORIZATION, value));
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// The fault rules: set, remove and count injected faults while the server runs.
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
     }
 
     /// Writes the kubeconfig to `path`.

@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
+    ops::Bound,
     sync::Arc,
 };
 
@@ -137,6 +138,23 @@ impl Store {
         self.objects.range(start..).take_while(move |(k, _)| {
             k.is_of(rt) && namespace.is_none_or(|ns| k.namespace == ns || !rt.namespaced)
         })
+    }
+
+    /// Objects of type `rt` (as [`Store::list`]) that come after `after` (namespace,
+    /// name) in list order: where a paged list continues.
+    pub fn list_after<'a>(
+        &'a self,
+        rt: &'a ResourceType,
+        namespace: Option<&'a str>,
+        after: (&str, &str),
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
+        let mut start = ObjectKey::new(rt, after.0, after.1);
+        start.namespace = after.0.to_owned();
+        self.objects
+            .range((Bound::Excluded(start), Bound::Unbounded))
+            .take_while(move |(k, _)| {
+                k.is_of(rt) && namespace.is_none_or(|ns| k.namespace == ns || !rt.namespaced)
+            })
     }
 
     /// Every stored object (for garbage collection).

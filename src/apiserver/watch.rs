@@ -4,6 +4,8 @@
 //!   changes ("get state and start at most recent").
 //! - A resourceVersion: every change after it, or one ERROR event with a 410 `Status`
 //!   when the history no longer reaches back that far (the client must relist).
+//! - `Accept: ...;as=Table` (kubectl get -w) on a type with printer columns: each
+//!   event's object is a one-row `Table`, as the real server sends them.
 //! - Selector transitions: an object that starts matching arrives as ADDED, one that stops
 //!   matching as DELETED, as the real watch cache reports them.
 
@@ -20,6 +22,7 @@ use super::{
     resources::ResourceType,
     server::State,
     store::{Change, EventType},
+    table,
 };
 
 /// A watch request.
@@ -36,6 +39,8 @@ pub struct WatchRequest {
     pub timeout: Duration,
     /// Whether to send BOOKMARK events.
     pub bookmarks: bool,
+    /// Whether event objects are rendered as `Table`s.
+    pub table: bool,
 }
 
 impl WatchRequest {
@@ -49,6 +54,18 @@ impl WatchRequest {
             .is_none_or(|want| want == ns || !self.rt.namespaced)
             && self.options.labels.matches(object)
             && self.options.fields.matches(object)
+    }
+
+    /// One event line, its object rendered as a Table when the client asked for one.
+    fn encode(&self, kind: &str, object: &Value) -> Bytes {
+        if !self.table {
+            return line(kind, object);
+        }
+        let metadata = json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
+        line(
+            kind,
+            &table::render(&self.rt, std::slice::from_ref(object), metadata),
+        )
     }
 
     /// The event this watcher sees for a change, if any.
@@ -86,13 +103,13 @@ pub fn watch(state: &Arc<State>, request: WatchRequest) -> ApiResult<Response> {
             None | Some(0) => store
                 .list(&request.rt, request.namespace.as_deref())
                 .filter(|(_, o)| request.matches(o))
-                .map(|(_, o)| line("ADDED", o))
+                .map(|(_, o)| request.encode("ADDED", o))
                 .collect(),
             Some(rv) => match store.changes_since(rv) {
                 Some(changes) => changes
                     .iter()
                     .filter_map(|c| request.event_for(c))
-                    .map(|(k, o)| line(k, &o))
+                    .map(|(k, o)| request.encode(k, &o))
                     .collect(),
                 None => {
                     let message =
@@ -152,7 +169,7 @@ async fn stream_live(
                 Ok(change) => {
                     revision = change.revision;
                     match request.event_for(&change) {
-                        Some((kind, object)) => line(kind, &object),
+                        Some((kind, object)) => request.encode(kind, &object),
                         None => continue,
                     }
                 }

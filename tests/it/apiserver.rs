@@ -3,8 +3,11 @@
 
 mod apply;
 mod deletion;
+mod faults;
 mod kubectl;
 mod objects;
+mod rbac;
+mod scale;
 mod watch;
 
 use std::time::Duration;

@@ -226,3 +226,16 @@ async fn invalid_custom_resource_is_422_with_the_cel_message() {
         ("FieldValueInvalid", "spec")
     );
 }
+
+/// `/openapi/v2` is a valid (empty) Swagger document for JSON clients.
+#[tokio::test]
+async fn openapi_v2_is_a_valid_empty_swagger_document() {
+    let (_server, client) = start(ApiServerOptions::default()).await;
+    let request = http::Request::get("/openapi/v2")
+        .header("accept", "application/json")
+        .body(Vec::new())
+        .unwrap();
+    let doc: Value = client.request(request).await.unwrap();
+    assert_eq!(doc["swagger"], "2.0");
+    assert!(doc["paths"].is_object() && doc["definitions"].is_object());
+}
