@@ -248,12 +248,11 @@ impl EffectivePolicy {
         sha256: &str,
     ) -> Result<(), ToolHiddenReason> {
         self.server_decision(pins, tool, sha256)?;
-        if let Some(n) = &access.narrowing {
-            if n.deny.iter().any(|p| glob_match(p, tool))
-                || (!n.allow.is_empty() && !n.allow.iter().any(|p| glob_match(p, tool)))
-            {
-                return Err(ToolHiddenReason::Denied);
-            }
+        if let Some(n) = &access.narrowing
+            && (n.deny.iter().any(|p| glob_match(p, tool))
+                || (!n.allow.is_empty() && !n.allow.iter().any(|p| glob_match(p, tool))))
+        {
+            return Err(ToolHiddenReason::Denied);
         }
         if self.require_grant.iter().any(|p| glob_match(p, tool))
             && !access.grants.iter().any(|g| g == tool)

@@ -94,6 +94,39 @@ pub fn messages(body: &Value) -> Vec<&Value> {
     }
 }
 
+/// A map key for a JSON-RPC id or progress token: its JSON text, so `1` and `"1"` differ.
+pub fn id_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => {
+            let mut key = String::with_capacity(s.len() + 1);
+            key.push('s');
+            key.push_str(s);
+            key
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `params._meta.progressToken` of a request, when the client asked for progress.
+pub fn progress_token(msg: &Value) -> Option<&Value> {
+    msg.get("params")?.get("_meta")?.get("progressToken")
+}
+
+/// `params.progressToken` of a `notifications/progress`.
+pub fn progress_notification_token(msg: &Value) -> Option<&Value> {
+    msg.get("params")?.get("progressToken")
+}
+
+/// `params.requestId` of a `notifications/cancelled`.
+pub fn cancelled_request_id(msg: &Value) -> Option<&Value> {
+    msg.get("params")?.get("requestId")
+}
+
+/// Whether a message is a response or an error response (it answers a request).
+pub fn is_response(msg: &Value) -> bool {
+    matches!(kind(msg), Kind::Response | Kind::Error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +163,13 @@ mod tests {
         let e = error_response(json!(3), code::FORBIDDEN, "no");
         assert_eq!(e["error"]["code"], -32003);
         assert_eq!(e["id"], 3);
+    }
+
+    #[test]
+    fn id_keys_tell_numbers_from_strings() {
+        assert_ne!(id_key(&json!(1)), id_key(&json!("1")));
+        assert_eq!(id_key(&json!("a")), id_key(&json!("a")));
+        let call = json!({"id":1,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}});
+        assert_eq!(progress_token(&call), Some(&json!("t")));
     }
 }

@@ -1,8 +1,11 @@
 //! MCP over HTTP, the parts the gateway and the bridge share: JSON-RPC message
 //! classification and error bodies ([`jsonrpc`]), Streamable HTTP header names and
-//! protocol versions. No policy and no process handling live here.
+//! protocol versions, a Streamable HTTP server over any message-level backend
+//! ([`streamable`]) and the legacy-SSE-upstream translation built on it ([`sse_upstream`]). No policy and no process handling live here.
 
 pub mod jsonrpc;
+pub mod sse_upstream;
+pub mod streamable;
 
 /// Session header of the Streamable HTTP transport.
 pub const SESSION_ID: &str = "mcp-session-id";
