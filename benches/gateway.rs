@@ -649,6 +649,9 @@ fn report(args: &Args, rows: &[Row]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A chart panel: title and the value it plots.
+type Panel = (&'static str, fn(&Row) -> f64);
+
 const COLORS: &[&str] = &[
     "#4e79a7", "#f28e2b", "#59a14f", "#76b7b2", "#e15759", "#b07aa1",
 ];
@@ -666,7 +669,7 @@ fn svg(levels: &[usize], rows: &[Row]) -> String {
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{pad}" y="22" font-size="15">tools/call echo through each data path (one run, same machine)</text>"#
     );
-    let panels: [(&str, fn(&Row) -> f64); 2] = [
+    let panels: [Panel; 2] = [
         ("calls/s (higher is better)", |r| r.per_sec),
         ("p50 latency ms (lower is better)", |r| r.p50_ms),
     ];

@@ -1,10 +1,171 @@
-//! `mcp-operator gateway`: command-line arguments and entry point.
+//! `mcp-operator gateway`: command-line arguments, the runtime, start-up (config,
+//! upstream, audit writer, reload watcher) and shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::audit::AuditLog;
+use super::live::ConfigHandle;
+use super::metrics::Metrics;
+use super::proxy::Gateway;
+use super::reload::ConfigWatcher;
+use super::upstream::{HttpUpstream, InProcessUpstream, Upstream, http_client};
+use crate::prober::target::TlsOptions;
+use crate::telemetry::{LogFormat, init_logging};
+
+/// How the upstream server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamTransport {
+    #[value(name = "StreamableHttp", alias = "streamable-http")]
+    StreamableHttp,
+    /// Legacy HTTP+SSE (2024-11-05), translated in-process.
+    #[value(name = "Sse", alias = "sse")]
+    Sse,
+}
 
 /// Arguments of `mcp-operator gateway`.
 #[derive(clap::Args, Debug)]
-pub struct GatewayArgs {}
+pub struct GatewayArgs {
+    /// The configuration file the operator renders (JSON or YAML); re-read when it changes.
+    #[arg(long, env = "MCP_GATEWAY_CONFIG")]
+    pub config: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The MCP server's URL, e.g. http://127.0.0.1:3000/mcp.
+    #[arg(long)]
+    pub upstream: url::Url,
+    /// How the upstream speaks (default: Sse when the URL path ends in /sse).
+    #[arg(long)]
+    pub upstream_transport: Option<UpstreamTransport>,
+    /// The MCP path clients use.
+    #[arg(long, default_value = "/mcp")]
+    pub path: String,
+    /// Log line format (audit records are JSON lines on stdout regardless).
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+    /// Seconds to let open requests and streams finish after SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+}
 
 /// Runs the gateway until SIGTERM.
-pub fn run(_args: &GatewayArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub fn run(args: &GatewayArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    anyhow::ensure!(
+        args.path.starts_with('/'),
+        "--path must start with /, got {:?}",
+        args.path
+    );
+    anyhow::ensure!(
+        matches!(args.upstream.scheme(), "http" | "https"),
+        "--upstream must be an http(s) URL"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gateway")
+        .build()
+        .context("starting the tokio runtime")?;
+    let (audit, audit_thread) = AuditLog::stdout();
+    let result = runtime.block_on(serve(args, audit));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let _ = audit_thread.join();
+    result
+}
+
+async fn serve(args: &GatewayArgs, audit: AuditLog) -> anyhow::Result<()> {
+    let handle = Arc::new(ConfigHandle::default());
+    let metrics = Arc::new(Metrics::default());
+    let mut watcher = ConfigWatcher::new(&args.config, handle.clone(), metrics.clone());
+    watcher.check();
+    let upstream = build_upstream(args, &handle)?;
+    let gw = Arc::new(Gateway::new(handle, upstream, metrics, audit));
+    let app = super::server::router(gw, &args.path);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    tracing::info!(listen = %bound, path = %args.path, upstream = %redacted_url(&args.upstream), "gateway listening");
+    let watch = tokio::spawn(watcher.run());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(super::server::serve(listener, app, async move {
+        let _ = stop_rx.await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    watch.abort();
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(e).context("serving"),
+        Ok(Err(e)) => return Err(e).context("server task"),
+        Err(_) => tracing::warn!("open streams did not finish within the grace period"),
+    }
+    Ok(())
+}
+
+fn build_upstream(args: &GatewayArgs, handle: &ConfigHandle) -> anyhow::Result<Arc<dyn Upstream>> {
+    let initial = handle.current();
+    let tls = match initial.as_ref().map(|c| &c.file.upstream) {
+        Some(u) => TlsOptions {
+            ca_pem: match &u.ca_file {
+                Some(f) => Some(std::fs::read(f).with_context(|| format!("reading {f}"))?),
+                None => None,
+            },
+            insecure_skip_verify: u.insecure_skip_verify,
+        },
+        None => TlsOptions::default(),
+    };
+    let tls = crate::prober::tls::client_config(&tls).context("TLS for the upstream")?;
+    let client = http_client(tls)?;
+    let http = HttpUpstream::new(client.clone(), args.upstream.clone());
+    let sse = match args.upstream_transport {
+        Some(t) => t == UpstreamTransport::Sse,
+        None => args.upstream.path().trim_end_matches('/').ends_with("/sse"),
+    };
+    if !sse {
+        return Ok(Arc::new(http));
+    }
+    let headers = initial
+        .map(|c| c.upstream_headers.clone())
+        .unwrap_or_default();
+    let router = crate::mcp_http::sse_upstream::router(args.upstream.clone(), client, headers);
+    Ok(Arc::new(InProcessUpstream::new(router, "/mcp", http)))
+}
+
+/// The URL without user info or query (they may hold credentials).
+fn redacted_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.to_string()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

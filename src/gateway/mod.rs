@@ -1,7 +1,55 @@
 //! The gateway sidecar: the only open port of a server pod. Authenticates bearer tokens,
 //! enforces the effective policy, limits and rate limits, audits every request and proxies
-//! to the upstream MCP server (Streamable HTTP, or legacy SSE translated).
+//! to the upstream MCP server (Streamable HTTP, or legacy SSE translated in-process).
 //! No Kubernetes client code lives here: configuration comes from a file.
+//!
+//! Design: an HTTP-level pass-through proxy. Upstream sessions, event ids and the MCP
+//! headers (`Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`) travel unchanged
+//! both ways; request bodies are parsed once, and only what policy needs is rewritten:
+//! `tools/list` results (filtered and prefixed, in JSON and in SSE responses, on POST and
+//! GET streams alike) and `tools/call` names (prefix stripped). Unknown methods and
+//! notifications pass through untouched. SSE responses stream through event by event.
+//!
+//! Defaults when the policy leaves a limit unset: `maxRequestBytes` 1 MiB,
+//! `maxResponseBytes` 8 MiB, `callTimeout` 60 s, `maxConcurrentCalls` 64. A `tools/call`
+//! beyond `maxConcurrentCalls` is refused at once (JSON-RPC error -32005, rule
+//! Overloaded) rather than queued: the caller decides whether to retry, and the gateway's
+//! memory stays bounded. `/livez`, `/readyz` and `/metrics` share the listen port and need
+//! no token (they reveal counters, never tool content).
+//!
+//! Layout: [`cli`] arguments and runtime · [`server`] routes, listener, shutdown ·
+//! [`proxy`] the MCP routes (request side) · [`respond`] the response side (JSON) ·
+//! [`sse_relay`] relaying event streams · [`sse`] SSE event framing ·
+//! [`session_calls`] the gateway's own requests in a caller's session · [`upstream`] how requests reach the server ·
+//! [`auth`] bearer tokens → principal · [`enforce`] policy decisions, tool prefix and
+//! definition cache · [`ratelimit`] token buckets · [`audit`] audit records ·
+//! [`metrics`] Prometheus text · [`live`] the compiled, swappable configuration ·
+//! [`reload`] watching the file · [`refusal`] the refusals and their JSON-RPC bodies ·
+//! [`config`] the file format.
 
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod enforce;
+pub mod live;
+pub mod metrics;
+pub mod proxy;
+pub mod ratelimit;
+pub mod refusal;
+pub mod reload;
+pub mod respond;
+pub mod server;
+pub mod session_calls;
+pub mod sse;
+pub mod sse_relay;
+pub mod upstream;
+
+/// Largest request body when the policy sets none.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1 << 20;
+/// Largest response (one JSON body, or one SSE message) when the policy sets none.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 8 << 20;
+/// Longest `tools/call` when the policy sets none.
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 60_000;
+/// `tools/call`s in flight at once when the policy sets none.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: u32 = 64;

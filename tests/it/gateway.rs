@@ -1,1 +1,14 @@
-//! Gateway tests: auth, policy, limits, audit, reload and proxying against real peers.
+//! Gateway tests: the real `mcp-operator gateway` binary as a subprocess in front of real
+//! peers (server-everything, the Python SDK server), driven by a small raw MCP client,
+//! the official Python SDK client, the Inspector CLI and the MCP conformance suite.
+//! Auth, policy, limits, audit, reload and proxying; each rule is shown to refuse what it
+//! should and to pass what it should.
+
+mod audit;
+mod auth;
+mod clients;
+mod harness;
+mod limits;
+mod policy;
+mod proxy;
+mod reload;

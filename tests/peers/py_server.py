@@ -7,7 +7,10 @@ json_response=True` (no session, plain JSON answers). Tools carry descriptions, 
 and annotations so hashing sees real data.
 """
 
+import os
 import sys
+
+import anyio
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
@@ -43,6 +46,30 @@ def readme() -> str:
 @server.prompt(description="Summarise a text.")
 def summarise(text: str) -> str:
     return f"Summarise: {text}"
+
+
+# Extra tools for the gateway's tests, only with MCP_TEST_GATEWAY_TOOLS=1 (the prober's
+# tests count the tools above).
+CANCELLED = {"count": 0}
+
+if os.environ.get("MCP_TEST_GATEWAY_TOOLS") == "1":
+
+    @server.tool(description="Return a string of `size` characters.")
+    def big(size: int) -> str:
+        return "x" * size
+
+    @server.tool(description="Sleep for `seconds`; counts the calls cancelled meanwhile.")
+    async def slow(seconds: float) -> str:
+        try:
+            await anyio.sleep(seconds)
+        except BaseException:
+            CANCELLED["count"] += 1
+            raise
+        return "done"
+
+    @server.tool(description="How many slow calls were cancelled so far.")
+    def cancelled_count() -> int:
+        return CANCELLED["count"]
 
 
 def main() -> None:

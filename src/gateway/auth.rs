@@ -1,0 +1,122 @@
+//! Bearer-token authentication: the token's SHA-256 is looked up among the configured
+//! hashes (the gateway never holds a token itself) and names a [`Principal`]. Probe
+//! tokens are read-only; with `auth: None`, callers without a known token are anonymous.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, header};
+
+use super::config::{BindingConfig, token_sha256};
+use super::live::LiveConfig;
+use super::refusal::{Refusal, Rule};
+use crate::api::server::GatewayAuth;
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// A consumer with an McpBinding.
+    Binding(Arc<BindingConfig>),
+    /// The operator's prober: read-only, sees the unfiltered tool list.
+    Probe,
+    /// No token, with `auth: None`: the server-level decision applies.
+    Anonymous,
+}
+
+impl Principal {
+    /// The name audit records and metrics use.
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::Binding(b) => &b.name,
+            Principal::Probe => "probe",
+            Principal::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// Methods a probe token may send (requests and notifications).
+pub const PROBE_METHODS: &[&str] = &[
+    "initialize",
+    "notifications/initialized",
+    "ping",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+];
+
+/// Finds the principal for a request's `Authorization` header.
+pub fn authenticate(headers: &HeaderMap, config: &LiveConfig) -> Result<Principal, Refusal> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let known = token.and_then(|t| config.tokens.get(&token_sha256(t)).cloned());
+    match (known, config.file.auth) {
+        (Some(p), _) => Ok(p),
+        (None, GatewayAuth::None) => Ok(Principal::Anonymous),
+        (None, GatewayAuth::Required) => Err(Refusal::new(
+            Rule::Unauthorized,
+            if token.is_some() {
+                "unauthorized: the bearer token is not valid for this server"
+            } else {
+                "unauthorized: send Authorization: Bearer <token> (from your McpBinding Secret)"
+            },
+        )),
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::config::GatewayConfig;
+
+    fn config(auth: GatewayAuth) -> LiveConfig {
+        let file = GatewayConfig {
+            auth,
+            probe_token_sha256: vec![token_sha256("probe-tok")],
+            bindings: vec![BindingConfig {
+                name: "agent".into(),
+                token_sha256: vec![token_sha256("agent-tok")],
+                access: Default::default(),
+            }],
+            ..Default::default()
+        };
+        LiveConfig::compile(file, None)
+    }
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_name_principals() {
+        let c = config(GatewayAuth::Required);
+        assert!(matches!(
+            authenticate(&headers("Bearer agent-tok"), &c),
+            Ok(Principal::Binding(b)) if b.name == "agent"
+        ));
+        assert!(matches!(
+            authenticate(&headers("bearer probe-tok"), &c),
+            Ok(Principal::Probe)
+        ));
+        let e = authenticate(&headers("Bearer nope"), &c).unwrap_err();
+        assert_eq!(e.rule, Rule::Unauthorized);
+        assert!(!e.message.contains("nope"));
+        assert!(authenticate(&HeaderMap::new(), &c).is_err());
+        assert!(authenticate(&headers("Basic agent-tok"), &c).is_err());
+        let open = config(GatewayAuth::None);
+        assert!(matches!(
+            authenticate(&HeaderMap::new(), &open),
+            Ok(Principal::Anonymous)
+        ));
+    }
+}

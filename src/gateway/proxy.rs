@@ -1,0 +1,519 @@
+//! The MCP routes, request side: authenticate, bound the body, parse it once, apply the
+//! read-only rule for probes, the rate limit, the tool policy and prefix for each
+//! `tools/call`, the concurrency limit, then forward to the upstream and hand the answer
+//! to [`respond`](super::respond). Everything else (unknown methods, notifications,
+//! responses to server requests, unparseable bodies) passes through untouched.
+//!
+//! A batch (JSON array body) is forwarded only when every message in it passes; when one
+//! is refused, the whole batch is answered by the gateway (refused messages with their
+//! rule, the others with "not forwarded").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::audit::{AuditLog, Outcome, PendingAudit};
+use super::auth::{PROBE_METHODS, Principal, authenticate};
+use super::enforce::{self, ToolDefinitions};
+use super::live::{ConfigHandle, LiveConfig};
+use super::metrics::Metrics;
+use super::ratelimit::{RateLimiter, retry_after_secs};
+use super::refusal::{Refusal, Rule, json_response};
+use super::respond::{self, Exchange};
+use super::upstream::Upstream;
+use crate::mcp_http::jsonrpc::{self, Kind, code};
+use crate::mcp_http::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+
+/// Request headers forwarded upstream. The caller's `Authorization` never is.
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "content-type",
+    SESSION_ID,
+    PROTOCOL_VERSION,
+    LAST_EVENT_ID,
+];
+
+/// Everything the MCP routes share.
+pub struct Gateway {
+    pub config: Arc<ConfigHandle>,
+    pub upstream: Arc<dyn Upstream>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
+    pub limiter: RateLimiter,
+    pub definitions: ToolDefinitions,
+    own_ids: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(
+        config: Arc<ConfigHandle>,
+        upstream: Arc<dyn Upstream>,
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+    ) -> Self {
+        Gateway {
+            config,
+            upstream,
+            metrics,
+            audit,
+            limiter: RateLimiter::default(),
+            definitions: ToolDefinitions::default(),
+            own_ids: AtomicU64::new(1),
+        }
+    }
+
+    /// A JSON-RPC id for the gateway's own requests (never a number, so it cannot
+    /// collide with a client's ids).
+    pub fn own_id(&self) -> Value {
+        json!(format!(
+            "mcp-gateway-{}",
+            self.own_ids.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+}
+
+/// The session headers of a caller's request, reused for the gateway's own requests in
+/// that session (`notifications/cancelled`, `tools/list` for pins).
+#[derive(Clone, Default)]
+pub struct SessionHeaders(pub HeaderMap);
+
+impl SessionHeaders {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut map = HeaderMap::new();
+        for name in [SESSION_ID, PROTOCOL_VERSION] {
+            if let Some(v) = headers.get(name) {
+                map.insert(name, v.clone());
+            }
+        }
+        SessionHeaders(map)
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.0.get(SESSION_ID).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An upstream request carrying the forwarded headers, the configured upstream headers
+/// and `body`.
+pub fn upstream_request(
+    method: Method,
+    headers: &HeaderMap,
+    config: &LiveConfig,
+    body: Bytes,
+) -> Request<Bytes> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = axum::http::Uri::from_static("/");
+    let h = req.headers_mut();
+    for name in FORWARDED_REQUEST_HEADERS {
+        for v in headers.get_all(*name) {
+            h.append(*name, v.clone());
+        }
+    }
+    for (name, v) in &config.upstream_headers {
+        h.insert(name, v.clone());
+    }
+    req
+}
+
+/// `POST <path>`: client messages.
+pub async fn post(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let start = Instant::now();
+    let Some(cfg) = gw.config.current() else {
+        return not_configured();
+    };
+    let auth = authenticate(&headers, &cfg);
+    let body = match read_request_body(&headers, body, cfg.limits.max_request_bytes).await {
+        Ok(b) => b,
+        Err(refusal) => {
+            let who = auth.as_ref().map_or("unknown", |p| p.name());
+            PendingAudit::start(cfg.clone(), who, &json!({}), 0, start).finish(
+                &gw.audit,
+                &gw.metrics,
+                Outcome::Denied(refusal.rule),
+                0,
+                None,
+            );
+            return refusal.into_response(&[Value::Null], false);
+        }
+    };
+    let Ok(mut parsed) = serde_json::from_slice::<Value>(&body) else {
+        if let Err(refusal) = auth {
+            return refusal.into_response(&[Value::Null], false);
+        }
+        // Not JSON: the upstream answers with its own parse error.
+        return forward_untracked(&gw, &cfg, Method::POST, &headers, body).await;
+    };
+    let batch = parsed.is_array();
+    let who = auth.as_ref().map_or("unknown", |p| p.name()).to_owned();
+    let pending = start_audits(&cfg, &who, &parsed, batch, body.len(), start);
+    let principal = match auth {
+        Ok(p) => p,
+        Err(refusal) => return refuse_all(&gw, pending, &refusal, batch),
+    };
+    if let Err(refusal) = admit(&gw, &cfg, &principal, &parsed, pending.len()) {
+        return refuse_all(&gw, pending, &refusal, batch);
+    }
+    let session = SessionHeaders::of(&headers);
+    let (verdicts, rewritten) = check_calls(&gw, &cfg, &principal, &mut parsed, &session).await;
+    if verdicts.iter().any(Option::is_some) {
+        return answer_refused(&gw, pending, verdicts, batch);
+    }
+    let calls = pending.iter().filter(|p| p.method == "tools/call").count() as u32;
+    let permit = match acquire_calls(&cfg, calls) {
+        Ok(p) => p,
+        Err(refusal) => return refuse_all(&gw, pending, &refusal, batch),
+    };
+    let body = if rewritten {
+        Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default())
+    } else {
+        body
+    };
+    let initialize = pending.iter().any(|p| p.method == "initialize");
+    let deadline = (calls > 0).then(|| tokio::time::Instant::now() + cfg.limits.call_timeout);
+    let req = upstream_request(Method::POST, &headers, &cfg, body);
+    let exchange = Exchange::new(
+        gw.clone(),
+        cfg,
+        principal,
+        pending,
+        deadline,
+        session,
+        permit,
+        batch,
+        initialize,
+    );
+    respond::forward(exchange, req).await
+}
+
+/// `GET <path>`: the server's event stream (also resumption with `Last-Event-ID`).
+pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+    let Some(cfg) = gw.config.current() else {
+        return not_configured();
+    };
+    let principal = match authenticate(&headers, &cfg) {
+        Ok(p) => p,
+        Err(refusal) => return refusal.into_response(&[Value::Null], false),
+    };
+    let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
+    let session = SessionHeaders::of(&headers);
+    let exchange = Exchange::new(
+        gw.clone(),
+        cfg,
+        principal,
+        Vec::new(),
+        None,
+        session,
+        None,
+        false,
+        false,
+    );
+    respond::forward(exchange, req).await
+}
+
+/// `DELETE <path>`: ends a session.
+pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+    let Some(cfg) = gw.config.current() else {
+        return not_configured();
+    };
+    if let Err(refusal) = authenticate(&headers, &cfg) {
+        return refusal.into_response(&[Value::Null], false);
+    }
+    let resp = forward_untracked(&gw, &cfg, Method::DELETE, &headers, Bytes::new()).await;
+    if resp.status().is_success()
+        && let Some(id) = headers.get(SESSION_ID).and_then(|v| v.to_str().ok())
+    {
+        gw.metrics.session_closed(id);
+    }
+    resp
+}
+
+/// Forwards without looking at the answer (DELETE, unparseable bodies).
+async fn forward_untracked(
+    gw: &Gateway,
+    cfg: &LiveConfig,
+    method: Method,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    match gw
+        .upstream
+        .send(upstream_request(method, headers, cfg, body))
+        .await
+    {
+        Ok(resp) => respond::pass_through(resp),
+        Err(e) => {
+            gw.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            upstream_unavailable(&e.to_string(), &[Value::Null], false)
+        }
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes (by `Content-Length` before reading).
+async fn read_request_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            Rule::TooLarge,
+            format!("request body larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| too_large())
+}
+
+/// One pending audit record per request message, in message order.
+fn start_audits(
+    cfg: &Arc<LiveConfig>,
+    who: &str,
+    parsed: &Value,
+    batch: bool,
+    body_len: usize,
+    start: Instant,
+) -> Vec<PendingAudit> {
+    jsonrpc::messages(parsed)
+        .into_iter()
+        .filter(|m| jsonrpc::kind(m) == Kind::Request)
+        .map(|m| {
+            let bytes_in = if batch { m.to_string().len() } else { body_len };
+            PendingAudit::start(cfg.clone(), who, m, bytes_in as u64, start)
+        })
+        .collect()
+}
+
+/// Rules on the whole body: read-only probes, then the rate limit.
+fn admit(
+    gw: &Gateway,
+    cfg: &LiveConfig,
+    principal: &Principal,
+    parsed: &Value,
+    requests: usize,
+) -> Result<(), Refusal> {
+    if matches!(principal, Principal::Probe) {
+        for m in jsonrpc::messages(parsed) {
+            let method = jsonrpc::method(m).unwrap_or_default();
+            if !PROBE_METHODS.contains(&method) {
+                return Err(Refusal::new(
+                    Rule::ReadOnly,
+                    format!(
+                        "the probe token is read-only: {} is not allowed",
+                        if method.is_empty() {
+                            "a response"
+                        } else {
+                            method
+                        }
+                    ),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let Some(limit) = &cfg.file.policy.rate_limit else {
+        return Ok(());
+    };
+    if requests == 0 {
+        return Ok(());
+    }
+    gw.limiter
+        .take(limit, principal.name(), requests as u32, Instant::now())
+        .map_err(|wait| {
+            let secs = retry_after_secs(wait);
+            let mut r = Refusal::new(
+                Rule::RateLimited,
+                format!(
+                    "rate limit of {} requests per minute (burst {}) exceeded; retry in {secs} s",
+                    limit.requests_per_minute, limit.burst
+                ),
+            );
+            r.retry_after_secs = Some(secs);
+            r
+        })
+}
+
+/// Applies the tool policy and prefix to every `tools/call` (renaming in place). Returns
+/// one verdict per request message (Some = the gateway's answer) and whether anything
+/// was renamed.
+async fn check_calls(
+    gw: &Gateway,
+    cfg: &LiveConfig,
+    principal: &Principal,
+    parsed: &mut Value,
+    session: &SessionHeaders,
+) -> (Vec<Option<(Value, Outcome)>>, bool) {
+    let mut verdicts = Vec::new();
+    let mut rewritten = false;
+    let msgs: Vec<&mut Value> = match parsed {
+        Value::Array(items) => items.iter_mut().collect(),
+        other => vec![other],
+    };
+    for msg in msgs {
+        if jsonrpc::kind(msg) != Kind::Request {
+            continue;
+        }
+        if jsonrpc::method(msg) != Some("tools/call") {
+            verdicts.push(None);
+            continue;
+        }
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let exposed = jsonrpc::param_name(msg).unwrap_or_default().to_owned();
+        let Some(name) = enforce::strip_prefix(cfg, principal, &exposed).map(str::to_owned) else {
+            let answer = jsonrpc::error_response_with_data(
+                id,
+                code::INVALID_PARAMS,
+                format!("Unknown tool: {exposed}"),
+                json!({"tool": exposed}),
+            );
+            verdicts.push(Some((answer, Outcome::Error(None))));
+            continue;
+        };
+        let hash = if enforce::needs_hashes(cfg) {
+            match gw.definitions.get(&name) {
+                Some(h) => h,
+                None => {
+                    super::session_calls::fetch_definitions(gw, cfg, session).await;
+                    gw.definitions.get(&name).unwrap_or_default()
+                }
+            }
+        } else {
+            String::new()
+        };
+        match enforce::decide(cfg, principal, &name, &hash) {
+            Ok(()) => {
+                if name != exposed {
+                    msg["params"]["name"] = Value::String(name);
+                    rewritten = true;
+                }
+                verdicts.push(None);
+            }
+            Err(rule) => {
+                let refusal = enforce::call_refusal(rule, &exposed);
+                verdicts.push(Some((refusal.to_jsonrpc(id), Outcome::Denied(rule))));
+            }
+        }
+    }
+    (verdicts, rewritten)
+}
+
+/// Permits for `n` calls, or Overloaded.
+fn acquire_calls(cfg: &LiveConfig, n: u32) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
+    if n == 0 {
+        return Ok(None);
+    }
+    cfg.calls
+        .clone()
+        .try_acquire_many_owned(n)
+        .map(Some)
+        .map_err(|_| {
+            Refusal::new(
+                Rule::Overloaded,
+                format!(
+                    "too many tool calls in flight (limit {}); retry shortly",
+                    cfg.limits.max_concurrent_calls
+                ),
+            )
+        })
+}
+
+/// Answers every request with `refusal` (HTTP status per rule).
+fn refuse_all(
+    gw: &Gateway,
+    pending: Vec<PendingAudit>,
+    refusal: &Refusal,
+    batch: bool,
+) -> Response<Body> {
+    let ids: Vec<Value> = pending.iter().map(|p| p.id.clone()).collect();
+    let resp = refusal.into_response(if ids.is_empty() { &[Value::Null] } else { &ids }, batch);
+    if pending.is_empty() {
+        gw.metrics.refused(refusal.rule);
+    }
+    for p in pending {
+        let answer = refusal.to_jsonrpc(p.id.clone());
+        let bytes_out = answer.to_string().len() as u64;
+        p.finish(
+            &gw.audit,
+            &gw.metrics,
+            Outcome::refused(refusal.rule),
+            bytes_out,
+            Some(&answer),
+        );
+    }
+    resp
+}
+
+/// Answers a body in which some calls were refused (nothing is forwarded).
+fn answer_refused(
+    gw: &Gateway,
+    pending: Vec<PendingAudit>,
+    verdicts: Vec<Option<(Value, Outcome)>>,
+    batch: bool,
+) -> Response<Body> {
+    let mut answers = Vec::new();
+    for (p, verdict) in pending.into_iter().zip(verdicts) {
+        let (answer, outcome) = verdict.unwrap_or_else(|| {
+            let a = jsonrpc::error_response(
+                p.id.clone(),
+                code::INVALID_REQUEST,
+                "not forwarded: another message in this batch was refused",
+            );
+            (a, Outcome::Error(None))
+        });
+        let bytes_out = answer.to_string().len() as u64;
+        p.finish(&gw.audit, &gw.metrics, outcome, bytes_out, Some(&answer));
+        answers.push(answer);
+    }
+    let body = if batch {
+        Value::Array(answers)
+    } else {
+        answers.pop().unwrap_or(Value::Null)
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// 502 with a JSON-RPC error for each id.
+pub fn upstream_unavailable(why: &str, ids: &[Value], batch: bool) -> Response<Body> {
+    let one = |id: &Value| {
+        jsonrpc::error_response(
+            id.clone(),
+            code::UPSTREAM_UNAVAILABLE,
+            format!("upstream MCP server unavailable: {why}"),
+        )
+    };
+    let body = if batch {
+        Value::Array(ids.iter().map(one).collect())
+    } else {
+        one(ids.first().unwrap_or(&Value::Null))
+    };
+    json_response(StatusCode::BAD_GATEWAY, &body)
+}
+
+fn not_configured() -> Response<Body> {
+    let mut resp = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &jsonrpc::error_response(
+            Value::Null,
+            code::UPSTREAM_UNAVAILABLE,
+            "the gateway has no valid configuration yet",
+        ),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    resp
+}

@@ -1,0 +1,358 @@
+//! The MCP routes, response side: sends the upstream request and relays the answer.
+//! JSON bodies are read (bounded by `maxResponseBytes`), parsed once, rewritten only when
+//! policy needs it (`tools/list` results) and audited; SSE bodies stream through event by
+//! event by [`sse_relay`](super::sse_relay). A `tools/call` past its timeout is answered
+//! with a JSON-RPC error and cancelled upstream in the same session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::audit::{Outcome, PendingAudit};
+use super::auth::Principal;
+use super::enforce;
+use super::live::LiveConfig;
+use super::proxy::{Gateway, SessionHeaders, upstream_unavailable};
+use super::refusal::{Refusal, Rule};
+use crate::mcp_http::jsonrpc::{self, Kind};
+use crate::mcp_http::{PROTOCOL_VERSION, SESSION_ID};
+
+/// Response headers relayed to the caller.
+const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "retry-after",
+    SESSION_ID,
+    PROTOCOL_VERSION,
+];
+
+/// One caller request on its way: who asked, what is awaiting an answer.
+pub struct Exchange {
+    pub(super) gw: Arc<Gateway>,
+    pub(super) cfg: Arc<LiveConfig>,
+    pub(super) principal: Principal,
+    /// Audit records awaiting their response, by the JSON text of their id.
+    pub(super) pending: HashMap<String, PendingAudit>,
+    /// When unanswered `tools/call`s time out.
+    pub(super) deadline: Option<Instant>,
+    pub(super) session: SessionHeaders,
+    /// Concurrency permits of the calls; released when every answer is in.
+    pub(super) permit: Option<OwnedSemaphorePermit>,
+    batch: bool,
+    initialize: bool,
+}
+
+impl Exchange {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gw: Arc<Gateway>,
+        cfg: Arc<LiveConfig>,
+        principal: Principal,
+        pending: Vec<PendingAudit>,
+        deadline: Option<Instant>,
+        session: SessionHeaders,
+        permit: Option<OwnedSemaphorePermit>,
+        batch: bool,
+        initialize: bool,
+    ) -> Self {
+        let pending = pending.into_iter().map(|p| (p.id.to_string(), p)).collect();
+        Exchange {
+            gw,
+            cfg,
+            principal,
+            pending,
+            deadline,
+            session,
+            permit,
+            batch,
+            initialize,
+        }
+    }
+
+    pub(super) fn pending_ids(&self) -> Vec<Value> {
+        self.pending.values().map(|p| p.id.clone()).collect()
+    }
+
+    /// Ends every open record with `outcome`; answers for refusals are given by the caller.
+    pub(super) fn finish_all(
+        &mut self,
+        outcome: Outcome,
+        answer: impl Fn(&Value) -> Option<Value>,
+    ) {
+        for (_, p) in self.pending.drain() {
+            let a = answer(&p.id);
+            let bytes_out = a.as_ref().map_or(0, |a| a.to_string().len() as u64);
+            p.finish(
+                &self.gw.audit,
+                &self.gw.metrics,
+                outcome,
+                bytes_out,
+                a.as_ref(),
+            );
+        }
+        self.permit = None;
+    }
+
+    /// Rewrites (tools/list results) and audits one message from upstream. Returns
+    /// whether the message changed.
+    pub(super) fn on_message(&mut self, msg: &mut Value, bytes: usize) -> bool {
+        let kind = jsonrpc::kind(msg);
+        if kind == Kind::Notification
+            && jsonrpc::method(msg) == Some("notifications/tools/list_changed")
+        {
+            self.gw.definitions.clear();
+        }
+        if !matches!(kind, Kind::Response | Kind::Error) {
+            return false;
+        }
+        let mut changed = false;
+        if let Some(result) = msg.get_mut("result")
+            && enforce::is_tools_list_result(result)
+        {
+            changed = enforce::rewrite_tools_list(
+                result,
+                &self.cfg,
+                &self.principal,
+                &self.gw.definitions,
+            );
+        }
+        let key = msg.get("id").map(Value::to_string).unwrap_or_default();
+        if let Some(p) = self.pending.remove(&key) {
+            let outcome = if kind == Kind::Error {
+                Outcome::Error(None)
+            } else {
+                Outcome::Allowed
+            };
+            p.finish(
+                &self.gw.audit,
+                &self.gw.metrics,
+                outcome,
+                bytes as u64,
+                Some(msg),
+            );
+            if self.pending.is_empty() {
+                self.permit = None;
+            }
+        }
+        changed
+    }
+
+    /// The refusal answers for every open request under `rule`, ending their records.
+    pub(super) fn refuse_pending(&mut self, refusal: &Refusal) -> Vec<Value> {
+        let ids = self.pending_ids();
+        let answers: Vec<Value> = ids
+            .iter()
+            .map(|id| refusal.to_jsonrpc(id.clone()))
+            .collect();
+        self.finish_all(Outcome::refused(refusal.rule), |id| {
+            Some(refusal.to_jsonrpc(id.clone()))
+        });
+        answers
+    }
+
+    /// Times out every open request: cancels calls upstream, returns the answers.
+    pub(super) fn time_out(&mut self) -> Vec<Value> {
+        let calls: Vec<Value> = self
+            .pending
+            .values()
+            .filter(|p| p.method == "tools/call")
+            .map(|p| p.id.clone())
+            .collect();
+        for id in calls {
+            super::session_calls::send_cancelled(&self.gw, &self.cfg, &self.session, id);
+        }
+        let refusal = Refusal::new(
+            Rule::Timeout,
+            format!(
+                "the call took longer than the limit of {} ms and was cancelled",
+                self.cfg.limits.call_timeout.as_millis()
+            ),
+        );
+        self.refuse_pending(&refusal)
+    }
+
+    pub(super) fn too_large(&mut self) -> Vec<Value> {
+        let refusal = Refusal::new(
+            Rule::TooLarge,
+            format!(
+                "the response is larger than the limit of {} bytes",
+                self.cfg.limits.max_response_bytes
+            ),
+        );
+        self.refuse_pending(&refusal)
+    }
+
+    pub(super) fn body_of(&self, mut answers: Vec<Value>) -> Value {
+        if self.batch {
+            Value::Array(answers)
+        } else {
+            answers.pop().unwrap_or(Value::Null)
+        }
+    }
+}
+
+/// Sends the request and relays the answer.
+pub async fn forward(mut ex: Exchange, req: Request<Bytes>) -> Response<Body> {
+    let sent = ex.gw.upstream.send(req);
+    let resp = match ex.deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                let answers = ex.time_out();
+                return super::refusal::json_response(StatusCode::OK, &ex.body_of(answers));
+            }
+        },
+        None => sent.await,
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            ex.gw
+                .metrics
+                .upstream_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "upstream request failed");
+            let ids = ex.pending_ids();
+            ex.finish_all(Outcome::Error(None), |_| None);
+            return upstream_unavailable(&e.to_string(), &ids, ex.batch);
+        }
+    };
+    let status = resp.status();
+    if status.is_server_error() {
+        ex.gw
+            .metrics
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    track_sessions(&ex, resp.headers(), status);
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("text/event-stream") {
+        super::sse_relay::relay(ex, resp)
+    } else if content_type.starts_with("application/json") {
+        relay_json(ex, resp).await
+    } else {
+        let outcome = if status.is_success() {
+            Outcome::Allowed
+        } else {
+            Outcome::Error(None)
+        };
+        ex.finish_all(outcome, |_| None);
+        pass_through(resp)
+    }
+}
+
+fn track_sessions(ex: &Exchange, headers: &HeaderMap, status: StatusCode) {
+    if ex.initialize
+        && status.is_success()
+        && let Some(id) = headers.get(SESSION_ID).and_then(|v| v.to_str().ok())
+    {
+        ex.gw.metrics.session_opened(id);
+    }
+    if status == StatusCode::NOT_FOUND
+        && let Some(id) = ex.session.session_id()
+    {
+        ex.gw.metrics.session_closed(id);
+    }
+}
+
+/// The upstream answer with only the relayed headers.
+pub fn pass_through(resp: Response<Body>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    with_headers(parts.status, &parts.headers, body)
+}
+
+pub(super) fn with_headers(status: StatusCode, upstream: &HeaderMap, body: Body) -> Response<Body> {
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    for name in FORWARDED_RESPONSE_HEADERS {
+        for v in upstream.get_all(*name) {
+            out.headers_mut().append(*name, v.clone());
+        }
+    }
+    out
+}
+
+/// Reads a body up to `limit` bytes; None when it is larger.
+pub(super) async fn read_limited(body: Body, limit: u64) -> Result<Option<Bytes>, String> {
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+async fn relay_json(mut ex: Exchange, resp: Response<Body>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let limit = ex.cfg.limits.max_response_bytes;
+    let read = read_limited(body, limit);
+    let read = match ex.deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                let answers = ex.time_out();
+                return super::refusal::json_response(StatusCode::OK, &ex.body_of(answers));
+            }
+        },
+        None => read.await,
+    };
+    let bytes = match read {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            let answers = ex.too_large();
+            return super::refusal::json_response(StatusCode::OK, &ex.body_of(answers));
+        }
+        Err(e) => {
+            ex.gw
+                .metrics
+                .upstream_errors
+                .fetch_add(1, Ordering::Relaxed);
+            let ids = ex.pending_ids();
+            ex.finish_all(Outcome::Error(None), |_| None);
+            return upstream_unavailable(&e, &ids, ex.batch);
+        }
+    };
+    let Ok(mut parsed) = serde_json::from_slice::<Value>(&bytes) else {
+        ex.finish_all(Outcome::Error(None), |_| None);
+        return with_headers(parts.status, &parts.headers, Body::from(bytes));
+    };
+    let mut changed = false;
+    match &mut parsed {
+        Value::Array(items) => {
+            for m in items {
+                let size = m.to_string().len();
+                changed |= ex.on_message(m, size);
+            }
+        }
+        single => changed |= ex.on_message(single, bytes.len()),
+    }
+    let outcome = if parts.status.is_success() {
+        Outcome::Allowed
+    } else {
+        Outcome::Error(None)
+    };
+    ex.finish_all(outcome, |_| None);
+    let body = if changed {
+        Body::from(serde_json::to_vec(&parsed).unwrap_or_default())
+    } else {
+        Body::from(bytes)
+    };
+    with_headers(parts.status, &parts.headers, body)
+}

@@ -1,0 +1,154 @@
+//! How a request reaches the MCP server: the [`Upstream`] trait, implemented over HTTP
+//! with one pooled keep-alive `reqwest` client ([`HttpUpstream`], for Streamable HTTP
+//! servers) and in-process over an axum router ([`InProcessUpstream`], for legacy SSE
+//! servers through `mcp_http::sse_upstream`, which speaks Streamable HTTP itself).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use bytes::Bytes;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach the MCP server: {0}")]
+    Connect(String),
+    #[error("the MCP server's answer could not be read: {0}")]
+    Read(String),
+    #[error("the upstream client could not be built: {0}")]
+    Setup(String),
+}
+
+/// The MCP server behind the gateway, at the HTTP level. Requests carry a path-less URI
+/// (the upstream decides where they go) and the headers to forward.
+pub trait Upstream: Send + Sync + 'static {
+    fn send(&self, req: Request<Bytes>) -> BoxFuture<Result<Response<Body>, UpstreamError>>;
+    /// Whether the server answers at all (for `/readyz`).
+    fn ready(&self) -> BoxFuture<bool>;
+}
+
+/// A Streamable HTTP server at a URL.
+pub struct HttpUpstream {
+    client: reqwest::Client,
+    url: reqwest::Url,
+}
+
+impl HttpUpstream {
+    pub fn new(client: reqwest::Client, url: reqwest::Url) -> Self {
+        HttpUpstream { client, url }
+    }
+}
+
+/// The one HTTP client of a gateway: pooled keep-alive connections, TCP_NODELAY, no
+/// redirects (they could carry credentials elsewhere), no proxy from the environment.
+pub fn http_client(tls: rustls::ClientConfig) -> Result<reqwest::Client, UpstreamError> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .user_agent(concat!("mcp-operator-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UpstreamError::Setup(e.to_string()))
+}
+
+impl Upstream for HttpUpstream {
+    fn send(&self, req: Request<Bytes>) -> BoxFuture<Result<Response<Body>, UpstreamError>> {
+        let (parts, body) = req.into_parts();
+        let request = self
+            .client
+            .request(parts.method, self.url.clone())
+            .headers(parts.headers)
+            .body(body);
+        Box::pin(async move {
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| UpstreamError::Connect(error_chain(&e)))?;
+            let mut out = Response::builder().status(resp.status());
+            if let Some(h) = out.headers_mut() {
+                *h = resp.headers().clone();
+            }
+            out.body(Body::from_stream(resp.bytes_stream()))
+                .map_err(|e| UpstreamError::Read(e.to_string()))
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<bool> {
+        let host = self.url.host_str().unwrap_or_default().to_owned();
+        let port = self.url.port_or_known_default().unwrap_or(80);
+        Box::pin(async move {
+            let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+            matches!(
+                tokio::time::timeout(Duration::from_secs(1), connect).await,
+                Ok(Ok(_))
+            )
+        })
+    }
+}
+
+/// An error and its causes, `: `-joined (reqwest's own message omits the cause).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A Streamable HTTP router called in-process (`tower::ServiceExt::oneshot`).
+pub struct InProcessUpstream {
+    router: axum::Router,
+    /// The path the router serves MCP on.
+    path: String,
+    /// The legacy server itself, for readiness.
+    probe: HttpUpstream,
+}
+
+impl InProcessUpstream {
+    pub fn new(router: axum::Router, path: &str, probe: HttpUpstream) -> Self {
+        InProcessUpstream {
+            router,
+            path: path.to_owned(),
+            probe,
+        }
+    }
+}
+
+impl Upstream for InProcessUpstream {
+    fn send(&self, req: Request<Bytes>) -> BoxFuture<Result<Response<Body>, UpstreamError>> {
+        use tower::ServiceExt as _;
+        let (mut parts, body) = req.into_parts();
+        parts.uri = match self.path.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                let e = UpstreamError::Setup(format!("path {:?}: {e}", self.path));
+                return Box::pin(async move { Err(e) });
+            }
+        };
+        let req = Request::from_parts(parts, Body::from(body));
+        let router = self.router.clone();
+        Box::pin(async move {
+            router
+                .oneshot(req)
+                .await
+                .map_err(|e| UpstreamError::Connect(e.to_string()))
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<bool> {
+        self.probe.ready()
+    }
+}
