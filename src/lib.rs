@@ -11,12 +11,14 @@
 //! - [`gateway`]: the sidecar front door: auth, policy, limits, audit, metrics.
 //! - [`telemetry`]: logging setup.
 //! - [`bridge`]: a stdio server kept alive and served over Streamable HTTP on loopback.
+//! - [`controller`]: controllers for the three kinds; `controller::build` holds the pure builders.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod api;
 pub mod apiserver;
 pub mod bridge;
+pub mod controller;
 pub mod gateway;
 pub mod mcp_http;
 pub mod policy;

@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the operator: controllers, prober, leader election, metrics and health.
+    Run(mcp_operator::controller::run::RunArgs),
     /// Print the CustomResourceDefinitions (what crds/ holds) as YAML.
     Crd(mcp_operator::api::crd::CrdArgs),
     /// Probe an MCP server once: initialize, list tools/resources/prompts, print the inventory.
@@ -24,14 +26,18 @@ enum Command {
     Gateway(mcp_operator::gateway::cli::GatewayArgs),
     /// Serve a stdio MCP server as Streamable HTTP on loopback (one long-lived process).
     Bridge(mcp_operator::bridge::cli::BridgeArgs),
+    /// Copy this binary into DIR (the init container of Stdio server pods).
+    InstallBridge { dir: std::path::PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => mcp_operator::controller::run::run(&args),
         Command::Crd(args) => mcp_operator::api::crd::run(&args),
         Command::Probe(args) => mcp_operator::prober::cli::run(&args),
         Command::Gateway(args) => mcp_operator::gateway::cli::run(&args),
         Command::Bridge(args) => mcp_operator::bridge::cli::run(&args),
+        Command::InstallBridge { dir } => mcp_operator::bridge::install::run(&dir),
     }
 }

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod child;
 pub mod cli;
 pub mod error;
+pub mod install;
 pub mod mux;
 pub mod server;
 pub mod supervisor;

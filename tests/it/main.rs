@@ -4,6 +4,7 @@
 mod apiserver;
 mod bridge;
 mod cli;
+mod controller;
 mod crds;
 mod gateway;
 mod manifests;

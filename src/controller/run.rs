@@ -1,0 +1,387 @@
+//! `mcp-operator run`: command-line arguments, start-up (client, CRD check), the admin
+//! endpoint, leader election, and the McpServer controllers (one per watched namespace,
+//! or one cluster-wide). [`run_with`] is the in-process entry point tests use.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Secret, Service, ServiceAccount},
+    networking::v1::NetworkPolicy,
+    rbac::v1::{Role, RoleBinding},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{Controller, reflector::ObjectRef, watcher},
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, watch};
+
+use super::{
+    context::{Context, ProbeToken, ServiceProxy},
+    error::Error,
+    events::Events,
+    leader::{self, LeaseSettings},
+    metrics::{self, Metrics},
+    server, startup,
+};
+use crate::{
+    api::{McpPolicy, McpServer},
+    telemetry::{LogFormat, init_logging},
+};
+
+/// Arguments of `mcp-operator run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Hold a Lease (in POD_NAMESPACE) before reconciling; only the holder writes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+    /// Address of /metrics, /livez and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Maximum concurrent server probes.
+    #[arg(long, default_value_t = 32)]
+    pub probe_concurrency: usize,
+    /// Watch only these namespaces (repeatable). Default: every namespace.
+    #[arg(long = "watch-namespace", value_name = "NS")]
+    pub watch_namespaces: Vec<String>,
+    /// The operator's namespace (Lease, probe token Secret).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "mcp-operator-system")]
+    pub pod_namespace: String,
+    /// This replica's name (Lease holder identity, Event reporting instance).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Image of the gateway sidecar and install-bridge init container.
+    #[arg(
+        long,
+        env = "MCP_OPERATOR_IMAGE",
+        default_value = "ghcr.io/mcp-operator/mcp-operator:0.1.0"
+    )]
+    pub operator_image: String,
+}
+
+/// Everything [`run_with`] needs besides the client.
+#[derive(Clone)]
+pub struct RunConfig {
+    /// The operator's namespace.
+    pub pod_namespace: String,
+    /// This replica's name.
+    pub pod_name: Option<String>,
+    /// Image of the gateway sidecar and install-bridge init container.
+    pub operator_image: String,
+    /// Namespaces to watch; empty = all.
+    pub watch_namespaces: Vec<String>,
+    /// Maximum concurrent probes.
+    pub probe_concurrency: usize,
+    /// Some = leader election with these settings.
+    pub leader_election: Option<LeaseSettings>,
+    /// Some = serve the admin endpoint there.
+    pub admin_addr: Option<SocketAddr>,
+    /// Some = reach `*.svc` through the API server (outside the cluster).
+    pub service_proxy: Option<ServiceProxy>,
+    /// Metrics (shared so callers can read them).
+    pub metrics: Arc<Metrics>,
+}
+
+impl RunConfig {
+    /// Defaults for tests and development: all namespaces, no election, no admin port.
+    pub fn new(pod_namespace: impl Into<String>, operator_image: impl Into<String>) -> Self {
+        Self {
+            pod_namespace: pod_namespace.into(),
+            pod_name: None,
+            operator_image: operator_image.into(),
+            watch_namespaces: Vec::new(),
+            probe_concurrency: 32,
+            leader_election: None,
+            admin_addr: None,
+            service_proxy: None,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+/// `mcp-operator run`.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let config = kube::Config::infer().await?;
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let service_proxy = (!in_cluster).then(|| ServiceProxy {
+            api_server: config.cluster_url.to_string(),
+        });
+        let client = Client::try_from(config)?;
+        let identity = args
+            .pod_name
+            .clone()
+            .unwrap_or_else(|| format!("mcp-operator-{}", uuid::Uuid::new_v4().simple()));
+        let run_config = RunConfig {
+            pod_namespace: args.pod_namespace.clone(),
+            pod_name: args.pod_name.clone(),
+            operator_image: args.operator_image.clone(),
+            watch_namespaces: args.watch_namespaces.clone(),
+            probe_concurrency: args.probe_concurrency,
+            leader_election: args
+                .leader_elect
+                .then(|| LeaseSettings::new(&args.pod_namespace, identity)),
+            admin_addr: Some(args.admin_addr),
+            service_proxy,
+            metrics: Arc::new(Metrics::default()),
+        };
+        run_with(client, run_config, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing in-flight reconciles");
+}
+
+/// Runs the operator until `shutdown` completes: checks the CRDs, serves the admin
+/// endpoint, takes part in leader election and runs the controllers while leading.
+pub async fn run_with(
+    client: Client,
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    startup::check_crds(&client).await?;
+    let metrics = config.metrics.clone();
+    let _admin = match config.admin_addr {
+        Some(addr) => {
+            let (bound, task) = metrics::serve_admin(addr, metrics.clone()).await?;
+            tracing::info!(%bound, "admin endpoint: /metrics /livez /readyz");
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let leader = Arc::new(AtomicBool::new(false));
+    let Some(settings) = config.leader_election.clone() else {
+        leader.store(true, Ordering::Release);
+        metrics.set_leader(true);
+        return lead(&client, &config, leader, stop_rx).await;
+    };
+    let election = leader::start(client.clone(), &settings).await?;
+    let _mirror = AbortOnDrop(leader::mirror(election.changes.clone(), leader.clone()));
+    let mut changes = election.changes;
+    let mut stop = stop_rx.clone();
+    let result = loop {
+        metrics.set_leader(false);
+        // Standby replicas have no watches to sync: they are ready to take over.
+        metrics.set_ready(true);
+        tokio::select! {
+            r = changes.wait_for(|l| *l) => if r.is_err() { break Err(Error::Controller("leader election stopped".into())) },
+            _ = stop.wait_for(|s| *s) => break Ok(()),
+        }
+        tracing::info!(identity = %settings.identity, "acquired the Lease: reconciling");
+        metrics.set_leader(true);
+        metrics.set_ready(false);
+        // Stop leading when the Lease is lost or on shutdown.
+        let (lead_tx, lead_rx) = watch::channel(false);
+        let mut lost = changes.clone();
+        let mut stop2 = stop.clone();
+        let watcher = tokio::spawn(async move {
+            tokio::select! {
+                _ = lost.wait_for(|l| !*l) => {}
+                _ = stop2.wait_for(|s| *s) => {}
+            }
+            let _ = lead_tx.send(true);
+        });
+        let r = lead(&client, &config, leader.clone(), lead_rx).await;
+        watcher.abort();
+        leader.store(*changes.borrow(), Ordering::Release);
+        if let Err(e) = r {
+            break Err(e);
+        }
+        if *stop.borrow() {
+            break Ok(());
+        }
+        tracing::warn!(identity = %settings.identity, "lost the Lease: stopped writing");
+    };
+    leader.store(false, Ordering::Release);
+    drop(changes);
+    drop(_mirror);
+    // Dropping every receiver makes the lease manager release the Lease and return.
+    let _ = election.task.await;
+    result
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the controllers (one per scope) until `stop` turns true; in-flight reconciles
+/// finish first.
+async fn lead(
+    client: &Client,
+    config: &RunConfig,
+    leader: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let probe_token = startup::ensure_probe_token(client, &config.pod_namespace).await?;
+    let events = Events::new(client.clone(), config.pod_name.clone());
+    let probe_limit = Arc::new(Semaphore::new(config.probe_concurrency.max(1)));
+    let scopes: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.watch_namespaces.iter().cloned().map(Some).collect()
+    };
+    let shared = Shared {
+        client: client.clone(),
+        config: config.clone(),
+        leader,
+        events,
+        probe_token,
+        probe_limit,
+    };
+    let mut controllers = Vec::new();
+    let mut readiness = Vec::new();
+    for scope in scopes {
+        let (future, ready) = controller(&shared, scope.as_deref(), stop.clone());
+        controllers.push(future);
+        readiness.push(ready);
+    }
+    let metrics = config.metrics.clone();
+    let ready_task = tokio::spawn(async move {
+        futures::future::join_all(readiness).await;
+        metrics.set_ready(true);
+    });
+    futures::future::join_all(controllers).await;
+    ready_task.abort();
+    Ok(())
+}
+
+struct Shared {
+    client: Client,
+    config: RunConfig,
+    leader: Arc<AtomicBool>,
+    events: Events,
+    probe_token: ProbeToken,
+    probe_limit: Arc<Semaphore>,
+}
+
+fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One McpServer controller for `ns` (None: every namespace): the future running it and
+/// a future that completes once its caches have synced.
+fn controller(
+    shared: &Shared,
+    ns: Option<&str>,
+    stop: watch::Receiver<bool>,
+) -> (BoxFuture<'static, ()>, BoxFuture<'static, ()>) {
+    let client = &shared.client;
+    let cfg = watcher::Config::default();
+    let controller = Controller::new(scoped::<McpServer>(client, ns), cfg.clone());
+    let servers = controller.store();
+    let by_policy = servers.clone();
+    let by_secret = servers.clone();
+    let controller = controller
+        .owns(scoped::<Deployment>(client, ns), cfg.clone())
+        .owns(scoped::<Service>(client, ns), cfg.clone())
+        .owns(scoped::<Secret>(client, ns), cfg.clone())
+        .owns(scoped::<ServiceAccount>(client, ns), cfg.clone())
+        .owns(scoped::<Role>(client, ns), cfg.clone())
+        .owns(scoped::<RoleBinding>(client, ns), cfg.clone())
+        .owns(scoped::<NetworkPolicy>(client, ns), cfg.clone())
+        // A policy change can add or remove any server of its namespace from its targets.
+        .watches(
+            scoped::<McpPolicy>(client, ns),
+            cfg.clone(),
+            move |policy: McpPolicy| {
+                let ns = policy.namespace();
+                by_policy
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == ns)
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // A Secret a server references may appear (SecretNotFound) or change.
+        .watches(scoped::<Secret>(client, ns), cfg, move |secret: Secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            by_secret
+                .state()
+                .into_iter()
+                .filter(|s| {
+                    s.namespace() == ns && server::referenced_secret_names(s).contains(&name)
+                })
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped(stop));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events: shared.events.clone(),
+        metrics: shared.config.metrics.clone(),
+        leader: shared.leader.clone(),
+        servers: servers.clone(),
+        operator_image: shared.config.operator_image.clone(),
+        probe_token: shared.probe_token.clone(),
+        probe_limit: shared.probe_limit.clone(),
+        service_proxy: shared.config.service_proxy.clone(),
+    });
+    let run = controller
+        .run(server::reconcile, server::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .boxed();
+    let ready = async move {
+        let _ = servers.wait_until_ready().await;
+    }
+    .boxed();
+    (run, ready)
+}
+
+fn stopped(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync + 'static {
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}

@@ -1,0 +1,499 @@
+//! Reconciling one McpServer: fetch (from the cache) → merge the policies targeting it →
+//! validate (workload rules, referenced Secrets) → build the desired children → apply and
+//! prune them → read the Deployment → probe when due → write status → record Events.
+//! Problems with the spec become conditions; only API failures are errors.
+
+use std::{sync::Arc, time::Instant};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Secret, Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
+        rbac::v1::{Role, RoleBinding},
+    },
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    core::{Selector, SelectorExt},
+    runtime::controller::Action,
+};
+
+use super::{
+    apply::{self, Change},
+    build::{self, BuildContext, Desired},
+    context::Context,
+    error::{Error, is_not_found},
+    events::tools_changed_note,
+    probes::{self, Schedule},
+    status::{self, Acceptance, Availability, Observed, types},
+    validate,
+};
+use crate::{
+    api::{McpPolicy, McpServer, McpServerStatus, common::find_condition, server::ContainerSpec},
+    prober::{InventoryDiff, ProbeReport},
+};
+
+/// The reconcile entry point given to the kube-runtime Controller.
+pub async fn reconcile(server: Arc<McpServer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.in_flight(1);
+    let result = reconcile_server(&server, &ctx).await;
+    ctx.metrics.in_flight(-1);
+    ctx.metrics.reconciled(started.elapsed());
+    if let Err(error) = &result {
+        ctx.metrics.reconcile_failed(error);
+    }
+    result
+}
+
+/// What the error policy does: back off with jitter (transient API errors); a replica
+/// that lost the Lease just waits (its controller is being stopped).
+pub fn error_policy(server: Arc<McpServer>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if matches!(error, Error::NotLeader) {
+        return Action::await_change();
+    }
+    tracing::warn!(server = %server.name_any(), namespace = ?server.namespace(), %error, "reconcile failed");
+    Action::requeue(probes::jittered(std::time::Duration::from_secs(5)))
+}
+
+/// The policies in the cache that target `server`, sorted by name.
+pub fn targeting_policies(policies: &[Arc<McpPolicy>], server: &McpServer) -> Vec<Arc<McpPolicy>> {
+    let ns = server.namespace();
+    let name = server.name_any();
+    let labels = server.labels();
+    let mut out: Vec<Arc<McpPolicy>> = policies
+        .iter()
+        .filter(|p| p.namespace() == ns && p.meta().deletion_timestamp.is_none())
+        .filter(|p| {
+            p.spec.target_refs.iter().any(|r| r.name == name)
+                || p.spec.server_selector.as_ref().is_some_and(|sel| {
+                    Selector::try_from(sel.clone()).is_ok_and(|s| s.matches(labels))
+                })
+        })
+        .cloned()
+        .collect();
+    out.sort_by_key(|p| p.name_any());
+    out
+}
+
+/// Names of the Secrets `server` references (for re-reconciling when one appears).
+pub fn referenced_secret_names(server: &McpServer) -> Vec<String> {
+    secret_refs(server).into_iter().map(|r| r.name).collect()
+}
+
+/// A reference to a Secret (and key) that must exist.
+struct SecretRef {
+    name: String,
+    key: Option<String>,
+    field: String,
+}
+
+fn secret_refs(server: &McpServer) -> Vec<SecretRef> {
+    let mut out = Vec::new();
+    if let Some(c) = &server.spec.container {
+        container_secret_refs(c, &mut out);
+    }
+    if let Some(r) = &server.spec.remote {
+        for (i, h) in r.headers_from.iter().enumerate() {
+            let s = &h.value_from.secret_key_ref;
+            out.push(SecretRef {
+                name: s.name.clone(),
+                key: Some(s.key.clone()),
+                field: format!("spec.remote.headersFrom[{i}]"),
+            });
+        }
+        if let Some(ca) = r.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref()) {
+            out.push(SecretRef {
+                name: ca.name.clone(),
+                key: Some(ca.key.clone()),
+                field: "spec.remote.tls.caSecretRef".into(),
+            });
+        }
+    }
+    out
+}
+
+fn container_secret_refs(c: &ContainerSpec, out: &mut Vec<SecretRef>) {
+    for e in &c.env {
+        if let Some(s) = e
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            && s.optional != Some(true)
+        {
+            out.push(SecretRef {
+                name: s.name.clone(),
+                key: Some(s.key.clone()),
+                field: format!("spec.container.env[{}]", e.name),
+            });
+        }
+    }
+    for (i, e) in c.env_from.iter().enumerate() {
+        if let Some(s) = &e.secret_ref
+            && s.optional != Some(true)
+        {
+            out.push(SecretRef {
+                name: s.name.clone(),
+                key: None,
+                field: format!("spec.container.envFrom[{i}]"),
+            });
+        }
+    }
+}
+
+/// The first referenced Secret (or key) that does not exist, as a condition message.
+async fn missing_secret(ctx: &Context, server: &McpServer) -> Result<Option<String>, Error> {
+    let ns = server.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    for r in secret_refs(server) {
+        let secret = match api.get(&r.name).await {
+            Ok(s) => s,
+            Err(e) if is_not_found(&e) => {
+                return Ok(Some(format!(
+                    "{}: Secret {ns}/{} not found",
+                    r.field, r.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(key) = &r.key {
+            let has = secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+                || secret
+                    .string_data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(key));
+            if !has {
+                return Ok(Some(format!(
+                    "{}: Secret {ns}/{} has no key {key}",
+                    r.field, r.name
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Acceptance and (when accepted) the desired children.
+async fn accept(
+    ctx: &Context,
+    server: &McpServer,
+    policies: &[Arc<McpPolicy>],
+    build_ctx: &Result<BuildContext, String>,
+) -> Result<(Acceptance, Option<Desired>), Error> {
+    let rejected = |reason: &str, message: String| {
+        Ok((
+            Acceptance::Rejected {
+                reason: reason.to_owned(),
+                message,
+            },
+            None,
+        ))
+    };
+    let build_ctx = match build_ctx {
+        Ok(b) => b,
+        Err(message) => return rejected("InvalidSpec", message.clone()),
+    };
+    let specs: Vec<(&str, &crate::api::McpPolicySpec)> = policies
+        .iter()
+        .map(|p| (p.metadata.name.as_deref().unwrap_or_default(), &p.spec))
+        .collect();
+    if let Some(v) = validate::workload_violations(server, &specs)
+        .into_iter()
+        .next()
+    {
+        return rejected("PolicyViolation", v.to_string());
+    }
+    if let Some(message) = missing_secret(ctx, server).await? {
+        return rejected("SecretNotFound", message);
+    }
+    match build::desired(server, build_ctx) {
+        Ok(desired) => Ok((Acceptance::Accepted, Some(desired))),
+        Err(e) => rejected(e.reason(), e.to_string()),
+    }
+}
+
+async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, Error> {
+    if server.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = server.namespace().unwrap_or_default();
+    let name = server.name_any();
+    // Listed, not cached: a policy change triggers this reconcile through its own watch,
+    // and a fresh list can never be older than that trigger.
+    let all: Vec<Arc<McpPolicy>> = Api::<McpPolicy>::namespaced(ctx.client.clone(), &ns)
+        .list(&Default::default())
+        .await?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let policies = targeting_policies(&all, server);
+    let specs: Vec<(&str, &crate::api::McpPolicySpec)> = policies
+        .iter()
+        .map(|p| (p.metadata.name.as_deref().unwrap_or_default(), &p.spec))
+        .collect();
+    let build_ctx = BuildContext {
+        operator_image: ctx.operator_image.clone(),
+        probe_token_sha256: vec![ctx.probe_token.sha256.clone()],
+        ..BuildContext::default()
+    }
+    .with_policies(&specs)
+    .map_err(|e| e.to_string());
+    let (acceptance, desired) = accept(ctx, server, &policies, &build_ctx).await?;
+    if let Some(desired) = &desired {
+        apply_children(ctx, server, desired.clone()).await?;
+    }
+    let gateway_enabled = server.spec.gateway.as_ref().is_none_or(|g| g.enabled);
+    let has_pod = server.spec.container.is_some() || gateway_enabled;
+    let availability = if has_pod {
+        availability(ctx, &ns, &name).await?
+    } else {
+        Availability::NotApplicable
+    };
+    let old = server.status.clone().unwrap_or_default();
+    let was_available = !has_pod
+        || find_condition(&old.conditions, types::AVAILABLE).is_some_and(|c| c.status == "True");
+    let accepted = acceptance == Acceptance::Accepted;
+    let available_now = matches!(
+        availability,
+        Availability::Available | Availability::NotApplicable
+    );
+    let now = Timestamp::now();
+    let schedule = if accepted {
+        probes::schedule(server, available_now, was_available, now)
+    } else {
+        Schedule::Never
+    };
+    let url = desired
+        .as_ref()
+        .and_then(|d| d.url.clone())
+        .or(old.url.clone());
+    let report = match schedule {
+        Schedule::Now(why) => {
+            tracing::debug!(server = %name, namespace = %ns, why, "probing");
+            probe(ctx, server, url.as_deref(), gateway_enabled).await?
+        }
+        _ => None,
+    };
+    let policy = build_ctx
+        .as_ref()
+        .map(|b| b.policy.clone())
+        .unwrap_or_default();
+    let observed = Observed {
+        acceptance: acceptance.clone(),
+        availability,
+        probe: report.as_ref(),
+        probe_disabled: server.spec.probe.as_ref().is_some_and(|p| p.disabled),
+        url,
+        policy: &policy,
+        bindings: build_ctx
+            .as_ref()
+            .map(|b| b.bindings.as_slice())
+            .unwrap_or_default(),
+        deployment_name: has_pod.then(|| name.clone()),
+        service_name: has_pod.then(|| name.clone()),
+    };
+    let new = status::compute(server, &observed, Time(now));
+    let key = format!("{ns}/{name}");
+    ctx.metrics
+        .set_phase(&key, new.phase.map(|p| format!("{p:?}")).as_deref());
+    status::write(ctx, server, &new).await?;
+    record_transitions(ctx, server, &old, &new, &acceptance).await;
+    let probe = server.spec.probe.clone().unwrap_or_default();
+    Ok(match schedule {
+        Schedule::Now(_) => Action::requeue(probes::jittered(probes::interval(&probe))),
+        Schedule::Later(d) => Action::requeue(d),
+        Schedule::Never => Action::await_change(),
+    })
+}
+
+/// Probes the server; None when a Secret needed for the probe went missing meanwhile.
+async fn probe(
+    ctx: &Context,
+    server: &McpServer,
+    url: Option<&str>,
+    gateway_enabled: bool,
+) -> Result<Option<ProbeReport>, Error> {
+    let probe = server.spec.probe.clone().unwrap_or_default();
+    let target = match (&server.spec.remote, gateway_enabled) {
+        (Some(remote), false) => match probes::remote_target(ctx, server, remote).await? {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        },
+        _ => {
+            let Some(url) = url else { return Ok(None) };
+            let ns = server.namespace().unwrap_or_default();
+            probes::gateway_target(url, &ns, &ctx.probe_token.token, ctx.service_proxy.as_ref())
+        }
+    };
+    Ok(Some(
+        probes::run(ctx, target, probes::options(&probe)).await,
+    ))
+}
+
+/// Applies every desired child and prunes the owned ones no longer wanted; one Event per
+/// created, updated or deleted child.
+async fn apply_children(ctx: &Context, server: &McpServer, desired: Desired) -> Result<(), Error> {
+    let Desired {
+        deployment,
+        service,
+        gateway_secret,
+        service_account,
+        role,
+        role_binding,
+        network_policy,
+        url: _,
+    } = desired;
+    let mut changes: Vec<(&str, String, Change)> = Vec::new();
+    macro_rules! one {
+        ($kind:literal, $ty:ty, $obj:expr) => {{
+            let wanted: Vec<String> = $obj.iter().map(|o| o.name_any()).collect();
+            if let Some(obj) = $obj {
+                let name = obj.name_any();
+                let change = apply::apply::<$ty>(ctx, server, obj).await?;
+                changes.push(($kind, name, change));
+            }
+            for name in apply::prune::<$ty>(ctx, server, &wanted).await? {
+                record(
+                    ctx,
+                    server,
+                    "Deleted",
+                    &format!("deleted {} {name}: the spec no longer needs it", $kind),
+                )
+                .await;
+            }
+        }};
+    }
+    one!("ServiceAccount", ServiceAccount, service_account);
+    one!("Role", Role, role);
+    one!("RoleBinding", RoleBinding, role_binding);
+    one!("Secret", Secret, gateway_secret);
+    one!("NetworkPolicy", NetworkPolicy, network_policy);
+    one!("Deployment", Deployment, deployment);
+    one!("Service", Service, service);
+    for (kind, name, change) in changes {
+        let reason = match change {
+            Change::Created => "Created",
+            Change::Updated => "Updated",
+            Change::Unchanged => continue,
+        };
+        record(
+            ctx,
+            server,
+            reason,
+            &format!("{} {kind} {name}", reason.to_lowercase()),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+async fn record(ctx: &Context, server: &McpServer, reason: &str, note: &str) {
+    record_event(ctx, server, false, reason, note.to_owned()).await;
+}
+
+async fn record_event(
+    ctx: &Context,
+    server: &McpServer,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    if ctx.may_write().is_err() {
+        return;
+    }
+    ctx.events
+        .publish(&server.object_ref(&()), warning, reason, "Reconcile", note)
+        .await;
+}
+
+/// Deployment availability: available replicas reached the desired count.
+async fn availability(ctx: &Context, ns: &str, name: &str) -> Result<Availability, Error> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let deployment = match api.get(name).await {
+        Ok(d) => d,
+        Err(e) if is_not_found(&e) => {
+            return Ok(Availability::Unavailable {
+                reason: "Progressing".into(),
+                message: format!("Deployment {name} does not exist yet"),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.unwrap_or_default();
+    let available = status.available_replicas.unwrap_or(0);
+    if available >= wanted {
+        return Ok(Availability::Available);
+    }
+    let stuck = status.conditions.unwrap_or_default().into_iter().find(|c| {
+        c.type_ == "Progressing" && c.status == "False"
+            || c.type_ == "ReplicaFailure" && c.status == "True"
+    });
+    let reason = match stuck.as_ref().and_then(|c| c.reason.as_deref()) {
+        Some("FailedCreate") => "Unschedulable",
+        Some("ProgressDeadlineExceeded") => "CrashLooping",
+        _ => "Progressing",
+    };
+    Ok(Availability::Unavailable {
+        reason: reason.into(),
+        message: format!("Deployment {name}: {available} of {wanted} replicas available"),
+    })
+}
+
+/// Events for transitions only: acceptance problems, probe failure/recovery, tool changes.
+async fn record_transitions(
+    ctx: &Context,
+    server: &McpServer,
+    old: &McpServerStatus,
+    new: &McpServerStatus,
+    acceptance: &Acceptance,
+) {
+    let old_accepted = find_condition(&old.conditions, types::ACCEPTED);
+    if let Acceptance::Rejected { reason, message } = acceptance
+        && old_accepted.is_none_or(|c| c.reason != *reason || c.message != *message)
+    {
+        record_event(ctx, server, true, reason, message.clone()).await;
+    }
+    let old_reach = find_condition(&old.conditions, types::REACHABLE).map(|c| c.status.as_str());
+    let new_reach = find_condition(&new.conditions, types::REACHABLE);
+    let new_probe = new.last_probe != old.last_probe;
+    if let Some(c) = new_reach.filter(|_| new_probe) {
+        if c.status == "False" && old_reach != Some("False") {
+            record_event(
+                ctx,
+                server,
+                true,
+                "ProbeFailed",
+                format!("{}: {}", c.reason, c.message),
+            )
+            .await;
+        } else if c.status == "True" && old_reach == Some("False") {
+            record_event(ctx, server, false, "ProbeRecovered", c.message.clone()).await;
+        }
+    }
+    if old.tools_digest.is_some() && new.tools_digest != old.tools_digest {
+        let diff = InventoryDiff::from_hashes(
+            old.tools
+                .iter()
+                .map(|t| (t.name.as_str(), t.sha256.as_str())),
+            new.tools
+                .iter()
+                .map(|t| (t.name.as_str(), t.sha256.as_str())),
+        );
+        record_event(
+            ctx,
+            server,
+            false,
+            "ToolsChanged",
+            tools_changed_note(&diff),
+        )
+        .await;
+    }
+}
