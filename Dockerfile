@@ -14,9 +14,11 @@ ENV BUILD_TARGET=x86_64-unknown-linux-gnu \
 # Dependency layer: rebuilt only when Cargo.toml or Cargo.lock change. Stub targets
 # stand in for the sources (every target Cargo.toml names must exist).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/it \
+RUN mkdir -p src tests/it benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs tests/it/main.rs \
+ && for b in $(sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"/\1/p}' Cargo.toml); do \
+      echo 'fn main() {}' > "benches/$b.rs"; done \
  && cargo build --release --locked --target "$BUILD_TARGET" \
  && rm -rf src
 
