@@ -7,7 +7,7 @@
 mod audit;
 mod auth;
 mod clients;
-mod harness;
+pub(crate) mod harness;
 mod limits;
 mod policy;
 mod proxy;

@@ -1,6 +1,7 @@
 //! The official Python SDK client and the MCP Inspector CLI list and call tools on
 //! third-party stdio servers (server-everything, server-memory, mcp-server-time) through
-//! the bridge, and see what they see talking to the server directly.
+//! the bridge, and through bridge + gateway (what a Stdio McpServer pod runs), and see what
+//! they see talking to the server directly.
 
 use std::process::Command;
 
@@ -192,5 +193,39 @@ fn python_client_and_inspector_see_the_same_tools_through_the_bridge() {
             peer.name
         );
         assert!(bridged.get("content").is_some(), "{}: {bridged}", peer.name);
+
+        // The same through the gateway in front of the bridge.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let config = crate::gateway::harness::config(serde_json::json!({"auth": "None"}));
+        let gateway = rt.block_on(crate::gateway::harness::GatewayProcess::start(
+            &url,
+            &config,
+            &[],
+        ));
+        let gw_url = gateway.url();
+        let direct = python_call("-", "stdio", &peer, &envs);
+        let through = python_call(&gw_url, "streamable-http", &peer, &envs);
+        assert_eq!(
+            through["tools"], direct["tools"],
+            "{}: python client tool lists differ through bridge+gateway",
+            peer.name
+        );
+        assert_eq!(
+            through["result"], direct["result"],
+            "{}: python client call results differ through bridge+gateway",
+            peer.name
+        );
+        let http = vec![gw_url, "--transport".into(), "http".into()];
+        let direct = inspector(&peer.cmd, &list, &envs);
+        let through = inspector(&http, &list, &envs);
+        same_tools_but_capability_gated(&through["tools"], &direct["tools"], peer.name);
+        let direct = inspector(&peer.cmd, &call, &envs);
+        let through = inspector(&http, &call, &envs);
+        assert_eq!(
+            through, direct,
+            "{}: inspector call results differ through bridge+gateway",
+            peer.name
+        );
+        drop(gateway);
     }
 }
