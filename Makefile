@@ -17,13 +17,16 @@ CARGO      ?= cargo
 NEXTEST    := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo yes)
 export MCP_OPERATOR_PEERS := $(PEERS)
 
-.PHONY: help build test test-rust test-packaging lint manifests peers bench
+.PHONY: help build run test test-rust test-packaging lint manifests peers bench
 
 help: ## List the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## Build the mcp-operator binary (debug)
 	$(CARGO) build --locked
+
+run: ## Run the operator against the current kubeconfig (install the CRDs first: mcp-operator crd | kubectl apply --server-side -f -)
+	POD_NAMESPACE=$${POD_NAMESPACE:-mcp-operator-system} $(CARGO) run --locked -- run --admin-addr 127.0.0.1:8080 $(RUN_ARGS)
 
 # ---- peers -------------------------------------------------------------------------
 PEERS_STAMP := $(PEERS)/.stamp

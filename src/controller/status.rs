@@ -516,6 +516,7 @@ pub async fn write(
     let patch = json!({
         "apiVersion": "mcp-operator.dev/v1alpha1",
         "kind": "McpServer",
+        "metadata": {"name": server.name_any(), "namespace": ns},
         "status": status,
     });
     api.patch_status(

@@ -40,6 +40,7 @@ const IMAGE: &str = "ghcr.io/mcp-operator/mcp-operator:test";
 
 /// A fresh embedded API server with the CRDs installed, and an admin client.
 async fn cluster() -> (ApiServerHandle, Client) {
+    mcp_operator::telemetry::init_logging(mcp_operator::telemetry::LogFormat::Plain);
     let server = ApiServer::start(ApiServerOptions::default())
         .await
         .expect("server starts");
@@ -131,7 +132,10 @@ async fn apply_yaml(client: &Client, ns: &str, yaml: &str) -> Vec<String> {
         let kind = obj.types.as_ref().expect("typed").kind.clone();
         let (group, version) = match obj.types.as_ref().unwrap().api_version.split_once('/') {
             Some((g, v)) => (g.to_owned(), v.to_owned()),
-            None => (String::new(), obj.types.as_ref().unwrap().api_version.clone()),
+            None => (
+                String::new(),
+                obj.types.as_ref().unwrap().api_version.clone(),
+            ),
         };
         let (plural, namespaced) = match kind.as_str() {
             "McpServer" => ("mcpservers", true),
@@ -153,7 +157,11 @@ async fn apply_yaml(client: &Client, ns: &str, yaml: &str) -> Vec<String> {
             kind: kind.clone(),
             plural: plural.to_owned(),
         };
-        let ns = obj.metadata.namespace.clone().unwrap_or_else(|| ns.to_owned());
+        let ns = obj
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| ns.to_owned());
         let api: Api<DynamicObject> = if namespaced {
             Api::namespaced_with(client.clone(), &ns, &ar)
         } else {
@@ -171,7 +179,9 @@ async fn apply_yaml(client: &Client, ns: &str, yaml: &str) -> Vec<String> {
 
 /// Creates the objects of `examples/<file>` in `ns`.
 async fn apply_example(client: &Client, ns: &str, file: &str) -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
     let yaml = std::fs::read_to_string(&path).expect("example readable");
     apply_yaml(client, ns, &yaml).await
 }
@@ -204,10 +214,14 @@ fn remote_spec(url: &str) -> Value {
 /// Plays the Deployment controller: marks Deployment `name` available.
 async fn make_available(client: &Client, ns: &str, name: &str) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("Deployment {ns}/{name} marked available"), 60, || {
-        let api = api.clone();
-        async move { try_make_available(&api, name).await.then_some(()) }
-    })
+    eventually(
+        &format!("Deployment {ns}/{name} marked available"),
+        60,
+        || {
+            let api = api.clone();
+            async move { try_make_available(&api, name).await.then_some(()) }
+        },
+    )
     .await;
 }
 
@@ -247,7 +261,11 @@ async fn wait_condition(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let s = get_server(client, ns, name).await;
-        let conds = s.status.as_ref().map(|st| st.conditions.clone()).unwrap_or_default();
+        let conds = s
+            .status
+            .as_ref()
+            .map(|st| st.conditions.clone())
+            .unwrap_or_default();
         if find_condition(&conds, type_)
             .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
         {
@@ -288,8 +306,7 @@ async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> Stri
 
 /// A small HTTP server that answers every request with an HTML page (not MCP).
 async fn html_server() -> crate::support::Stub {
-    let router = axum::Router::new().fallback(|| async {
-        axum::response::Html("<html><body>hello</body></html>")
-    });
+    let router = axum::Router::new()
+        .fallback(|| async { axum::response::Html("<html><body>hello</body></html>") });
     crate::support::serve(router).await
 }

@@ -40,7 +40,9 @@ where
     );
     let labels = child.labels();
     assert_eq!(
-        labels.get("app.kubernetes.io/managed-by").map(String::as_str),
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
         Some("mcp-operator")
     );
     assert_eq!(
@@ -57,8 +59,8 @@ pub(super) async fn all_children(client: &Client, server: &McpServer) {
     owned_child::<Service>(client, server, &name).await;
     owned_child::<Secret>(client, server, &format!("{name}-gateway")).await;
     owned_child::<ServiceAccount>(client, server, &name).await;
-    owned_child::<Role>(client, server, &name).await;
-    owned_child::<RoleBinding>(client, server, &name).await;
+    owned_child::<Role>(client, server, &format!("{name}-gateway")).await;
+    owned_child::<RoleBinding>(client, server, &format!("{name}-gateway")).await;
     owned_child::<NetworkPolicy>(client, server, &name).await;
 }
 
@@ -85,7 +87,8 @@ async fn every_example_reconciles_to_its_children_and_status() {
         let server = wait_condition(&client, ns, name, "Accepted", "True", None).await;
         all_children(&client, &server).await;
         make_available(&client, ns, name).await;
-        let server = wait_condition(&client, ns, name, "Available", "True", Some("Available")).await;
+        let server =
+            wait_condition(&client, ns, name, "Available", "True", Some("Available")).await;
         let status = server.status.unwrap();
         let accepted = find_condition(&status.conditions, "Accepted").unwrap();
         assert_eq!(accepted.status, "True", "{name}: {accepted:?}");
@@ -97,9 +100,14 @@ async fn every_example_reconciles_to_its_children_and_status() {
         assert_eq!(status.deployment_name.as_deref(), Some(name.as_str()));
         assert_eq!(status.service_name.as_deref(), Some(name.as_str()));
         assert!(find_condition(&status.conditions, "Ready").is_some());
-        assert!(find_condition(&status.conditions, "ToolsPinned").is_none(), "no pinning policy");
+        assert!(
+            find_condition(&status.conditions, "ToolsPinned").is_none(),
+            "no pinning policy"
+        );
         let created = wait_event(&client, ns, name, "Created").await;
-        assert!(created.contains("Deployment") || created.contains("Service") || !created.is_empty());
+        assert!(
+            created.contains("Deployment") || created.contains("Service") || !created.is_empty()
+        );
     }
     operator.stop().await.expect("clean shutdown");
 }
@@ -115,17 +123,34 @@ async fn remote_servers_are_probed_directly() {
     let operator = Operator::start(client.clone(), config());
     create_server(&client, ns, "everything", remote_spec(&peer.url("/mcp"))).await;
     create_server(&client, ns, "html", remote_spec(&html.url("/mcp"))).await;
-    create_server(&client, ns, "closed", remote_spec(&format!("http://127.0.0.1:{closed}/mcp"))).await;
+    create_server(
+        &client,
+        ns,
+        "closed",
+        remote_spec(&format!("http://127.0.0.1:{closed}/mcp")),
+    )
+    .await;
 
     let good = wait_condition(&client, ns, "everything", "ToolsDiscovered", "True", None).await;
     let status = good.status.unwrap();
     let reachable = find_condition(&status.conditions, "Reachable").unwrap();
     assert_eq!(reachable.status, "True");
-    assert!(find_condition(&status.conditions, "Available").is_none(), "remote: no Available");
+    assert!(
+        find_condition(&status.conditions, "Available").is_none(),
+        "remote: no Available"
+    );
     assert_eq!(status.phase, Some(Phase::Ready));
     assert!(status.tool_count.unwrap() > 0);
-    assert_eq!(status.tools.len() as i32, status.tool_count.unwrap().min(128));
-    assert!(status.tools.iter().all(|t| t.sha256.len() == 64 && t.exposed));
+    assert_eq!(
+        status.tools.len() as i32,
+        status.tool_count.unwrap().min(128)
+    );
+    assert!(
+        status
+            .tools
+            .iter()
+            .all(|t| t.sha256.len() == 64 && t.exposed)
+    );
     assert!(status.tools_digest.is_some());
     assert!(status.server_info.is_some());
     assert!(status.capabilities.unwrap().tools);
@@ -133,11 +158,30 @@ async fn remote_servers_are_probed_directly() {
     assert_eq!(status.url.as_deref(), Some(peer.url("/mcp").as_str()));
     assert!(status.deployment_name.is_none());
 
-    let html_server = wait_condition(&client, ns, "html", "Reachable", "False", Some("NotMcpServer")).await;
+    let html_server = wait_condition(
+        &client,
+        ns,
+        "html",
+        "Reachable",
+        "False",
+        Some("NotMcpServer"),
+    )
+    .await;
     let st = html_server.status.unwrap();
     assert_eq!(st.consecutive_failures, Some(1));
-    assert_eq!(find_condition(&st.conditions, "Ready").unwrap().reason, "NotMcpServer");
-    wait_condition(&client, ns, "closed", "Reachable", "False", Some("ConnectionFailed")).await;
+    assert_eq!(
+        find_condition(&st.conditions, "Ready").unwrap().reason,
+        "NotMcpServer"
+    );
+    wait_condition(
+        &client,
+        ns,
+        "closed",
+        "Reachable",
+        "False",
+        Some("ConnectionFailed"),
+    )
+    .await;
     let note = wait_event(&client, ns, "closed", "ProbeFailed").await;
     assert!(note.contains("ConnectionFailed"), "{note}");
     operator.stop().await.expect("clean shutdown");

@@ -1,1 +1,57 @@
-//! placeholder
+//! The operator survives injected faults (500s, 409s, dropped watches, 410) and converges.
+
+use mcp_operator::apiserver::{FaultKind, FaultRule};
+
+use super::{examples::all_children, *};
+
+#[tokio::test]
+async fn operator_converges_through_injected_faults() {
+    let (api, client) = cluster().await;
+    let ns = "faults";
+    namespace(&client, ns).await;
+    let operator = Operator::start(client.clone(), config());
+    let rules = [
+        FaultRule::new(FaultKind::Error500)
+            .verbs(["patch"])
+            .every_nth(3),
+        FaultRule::new(FaultKind::Error500)
+            .verbs(["list"])
+            .resource("mcppolicies")
+            .every_nth(2),
+        FaultRule::new(FaultKind::Conflict)
+            .verbs(["patch"])
+            .times(5),
+        FaultRule::new(FaultKind::DropWatch {
+            after: Duration::from_millis(300),
+        })
+        .verbs(["watch"])
+        .times(5),
+        FaultRule::new(FaultKind::WatchGone)
+            .verbs(["watch"])
+            .resource("mcpservers")
+            .times(2),
+    ];
+    let ids: Vec<_> = rules.into_iter().map(|r| api.faults().set(r)).collect();
+    let spec = json!({
+        "transport": "Stdio",
+        "container": {"image": "node:22-alpine", "command": ["npx", "server-memory"]},
+    });
+    for i in 0..3 {
+        create_server(&client, ns, &format!("s{i}"), spec.clone()).await;
+    }
+    for i in 0..3 {
+        let name = format!("s{i}");
+        let server = wait_condition(&client, ns, &name, "Accepted", "True", None).await;
+        all_children(&client, &server).await;
+        make_available(&client, ns, &name).await;
+        wait_condition(&client, ns, &name, "Available", "True", None).await;
+    }
+    assert!(
+        ids.iter().any(|id| api.faults().fired(*id) > 0),
+        "faults fired"
+    );
+    for id in ids {
+        api.faults().remove(id);
+    }
+    operator.stop().await.expect("clean shutdown");
+}

@@ -1,1 +1,101 @@
-//! placeholder
+//! A settled cluster sees zero writes, and user objects stay exactly as applied.
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Secret, Service},
+};
+
+use super::*;
+
+/// resourceVersions of every object the operator touches in `ns`.
+async fn versions(client: &Client, ns: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    macro_rules! kind {
+        ($ty:ty) => {
+            for o in Api::<$ty>::namespaced(client.clone(), ns)
+                .list(&Default::default())
+                .await
+                .unwrap()
+            {
+                out.push((
+                    format!("{}/{}", stringify!($ty), o.name_any()),
+                    o.resource_version().unwrap_or_default(),
+                ));
+            }
+        };
+    }
+    kind!(McpServer);
+    kind!(Deployment);
+    kind!(Service);
+    kind!(Secret);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn settled_cluster_sees_zero_writes() {
+    let peer = crate::support::server_everything("streamableHttp");
+    let (_api, client) = cluster().await;
+    let ns = "idle";
+    namespace(&client, ns).await;
+    let operator = Operator::start(client.clone(), config());
+    let container_spec = json!({
+        "transport": "Stdio",
+        "container": {"image": "node:22-alpine", "command": ["npx", "server-memory"]},
+        "probe": {"interval": "1h"},
+    });
+    let created = create_server(&client, ns, "memory", container_spec.clone()).await;
+    create_server(&client, ns, "remote", remote_spec(&peer.url("/mcp"))).await;
+    let mut bad = container_spec.clone();
+    bad["container"]["env"] =
+        json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}}]);
+    create_server(&client, ns, "bad", bad).await;
+    make_available(&client, ns, "memory").await;
+    wait_condition(&client, ns, "memory", "Available", "True", None).await;
+    wait_condition(&client, ns, "remote", "ToolsDiscovered", "True", None).await;
+    wait_condition(
+        &client,
+        ns,
+        "bad",
+        "Accepted",
+        "False",
+        Some("SecretNotFound"),
+    )
+    .await;
+
+    // Settled: no write for a full second.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = operator.metrics.writes();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if operator.metrics.writes() == seen {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator never settles"
+        );
+    }
+    let before = versions(&client, ns).await;
+    let writes_before = operator.metrics.writes();
+    // The measured period.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        operator.metrics.writes(),
+        writes_before,
+        "writes while idle"
+    );
+    assert_eq!(
+        versions(&client, ns).await,
+        before,
+        "objects changed while idle"
+    );
+
+    let now = get_server(&client, ns, "memory").await;
+    assert_eq!(now.spec, created.spec, "spec as applied");
+    assert_eq!(now.metadata.labels, created.metadata.labels);
+    assert_eq!(now.metadata.annotations, created.metadata.annotations);
+    assert_eq!(now.metadata.finalizers, None, "no finalizers");
+    assert_eq!(now.metadata.generation, created.metadata.generation);
+    operator.stop().await.expect("clean shutdown");
+}

@@ -39,8 +39,8 @@ async fn all_gone(client: &Client, ns: &str, name: &str) {
     gone::<Service>(client, ns, name).await;
     gone::<Secret>(client, ns, &format!("{name}-gateway")).await;
     gone::<ServiceAccount>(client, ns, name).await;
-    gone::<Role>(client, ns, name).await;
-    gone::<RoleBinding>(client, ns, name).await;
+    gone::<Role>(client, ns, &format!("{name}-gateway")).await;
+    gone::<RoleBinding>(client, ns, &format!("{name}-gateway")).await;
     gone::<NetworkPolicy>(client, ns, name).await;
 }
 
@@ -63,7 +63,14 @@ async fn spec_changes_update_prune_and_delete_children() {
     eventually("Deployment follows replicas and image", 60, || async {
         let d = deployments.get("memory").await.ok()?;
         let spec = d.spec?;
-        let image = spec.template.spec?.containers.iter().find(|c| c.name == "mcp")?.image.clone();
+        let image = spec
+            .template
+            .spec?
+            .containers
+            .iter()
+            .find(|c| c.name == "mcp")?
+            .image
+            .clone();
         (spec.replicas == Some(3) && image.as_deref() == Some("node:23-alpine")).then_some(())
     })
     .await;
@@ -90,7 +97,10 @@ async fn spec_changes_update_prune_and_delete_children() {
     assert!(find_condition(&st.conditions, "Available").is_none());
     wait_event(&client, ns, "catalogue", "Deleted").await;
 
-    servers.delete("memory", &DeleteParams::default()).await.unwrap();
+    servers
+        .delete("memory", &DeleteParams::default())
+        .await
+        .unwrap();
     all_gone(&client, ns, "memory").await;
     operator.stop().await.expect("clean shutdown");
 }
