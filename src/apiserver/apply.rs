@@ -301,6 +301,13 @@ impl Inner {
             ));
         }
         meta::check_type_and_namespace(rt, &mut applied, namespace)?;
+        // A body without a name takes the URL's (clients such as kube-lease-manager send
+        // apply patches that way, and real clusters accept them).
+        if meta::name_of(&applied).is_empty()
+            && let Some(meta) = applied.get_mut("metadata").and_then(|m| m.as_object_mut())
+        {
+            meta.insert("name".into(), Value::String(name.to_owned()));
+        }
         if meta::name_of(&applied) != name {
             return Err(ApiServerError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
