@@ -206,22 +206,8 @@ fn start_all(only: &Option<Vec<String>>) -> Fixture {
         });
     }
     if want("gateway") {
-        let port = free_port();
-        let mut cmd = Command::new(operator_bin());
-        cmd.args(["gateway", "--config"]).arg(&config).args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &direct_url,
-        ]);
-        let p = Proc::spawn("gateway", cmd);
-        wait_port(port, "gateway");
-        targets.push(Target {
-            name: "gateway",
-            url: format!("http://127.0.0.1:{port}/mcp"),
-            token: Some(TOKEN),
-            rss_pid: Some(p.pid()),
-        });
+        let (p, target) = start_gateway("gateway", &config, &direct_url);
+        targets.push(target);
         procs.push(p);
     }
 
@@ -251,22 +237,8 @@ fn start_all(only: &Option<Vec<String>>) -> Fixture {
         }
         procs.push(bridge);
         if want("bridge+gateway") {
-            let port = free_port();
-            let mut cmd = Command::new(operator_bin());
-            cmd.args(["gateway", "--config"]).arg(&config).args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &bridge_url,
-            ]);
-            let p = Proc::spawn("gateway (bridge)", cmd);
-            wait_port(port, "gateway");
-            targets.push(Target {
-                name: "bridge+gateway",
-                url: format!("http://127.0.0.1:{port}/mcp"),
-                token: Some(TOKEN),
-                rss_pid: Some(p.pid()),
-            });
+            let (p, target) = start_gateway("bridge+gateway", &config, &bridge_url);
+            targets.push(target);
             procs.push(p);
         }
     }
@@ -312,6 +284,27 @@ fn start_all(only: &Option<Vec<String>>) -> Fixture {
         targets,
         _dir: dir,
     }
+}
+
+/// `mcp-operator gateway` with `config` in front of `upstream`, as target `name`.
+fn start_gateway(name: &'static str, config: &Path, upstream: &str) -> (Proc, Target) {
+    let port = free_port();
+    let mut cmd = Command::new(operator_bin());
+    cmd.args(["gateway", "--config"]).arg(config).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        upstream,
+    ]);
+    let p = Proc::spawn(name, cmd);
+    wait_port(port, name);
+    let target = Target {
+        name,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        token: Some(TOKEN),
+        rss_pid: Some(p.pid()),
+    };
+    (p, target)
 }
 
 fn hex_sha256(s: &str) -> String {
