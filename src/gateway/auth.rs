@@ -85,6 +85,7 @@ mod tests {
                 name: "agent".into(),
                 token_sha256: vec![token_sha256("agent-tok")],
                 access: Default::default(),
+                service_accounts: vec![],
             }],
             ..Default::default()
         };

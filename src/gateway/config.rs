@@ -50,6 +50,10 @@ pub struct GatewayConfig {
 pub struct ServerIdentity {
     pub name: String,
     pub namespace: String,
+    /// The McpServer's uid: Events the gateway records name it, so `kubectl describe`
+    /// shows them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
 }
 
 /// One consumer's access.
@@ -64,6 +68,18 @@ pub struct BindingConfig {
     /// The binding's narrowing and grants for this server.
     #[serde(default)]
     pub access: ToolAccess,
+    /// ServiceAccounts (the binding's subjects) whose projected tokens with audience
+    /// `mcp-operator.dev` the gateway accepts for this binding, checked by TokenReview.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<ServiceAccountRef>,
+}
+
+/// A ServiceAccount by namespace and name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// Upstream connection settings (credentials by reference only).

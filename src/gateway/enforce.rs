@@ -180,6 +180,7 @@ mod tests {
                 narrowing: None,
                 grants: grants.iter().map(|s| s.to_string()).collect(),
             },
+            service_accounts: vec![],
         }))
     }
 

@@ -35,6 +35,7 @@ pub(crate) fn gateway_config(target: &Target<'_>, ctx: &BuildContext) -> Gateway
         server: ServerIdentity {
             name: target.name.to_owned(),
             namespace: target.namespace.to_owned(),
+            uid: target.owner.uid.clone(),
         },
         auth: target.gateway.auth,
         probe_token_sha256: probe,
