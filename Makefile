@@ -17,7 +17,7 @@ CARGO      ?= cargo
 NEXTEST    := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo yes)
 export MCP_OPERATOR_PEERS := $(PEERS)
 
-.PHONY: help build run test test-rust test-packaging lint manifests peers bench
+.PHONY: help build run test test-rust test-packaging lint manifests peers bench demo e2e
 
 help: ## List the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -27,6 +27,24 @@ build: ## Build the mcp-operator binary (debug)
 
 run: ## Run the operator against the current kubeconfig (install the CRDs first: mcp-operator crd | kubectl apply --server-side -f -)
 	POD_NAMESPACE=$${POD_NAMESPACE:-mcp-operator-system} $(CARGO) run --locked -- run --admin-addr 127.0.0.1:8080 $(RUN_ARGS)
+
+# ---- playground and end-to-end ----------------------------------------------------------
+DEMO_DIR ?= $(CURDIR)/target/dev
+demo: build peers ## Playground without a cluster: API server, operator and the examples' pods on this machine (Ctrl-C stops all)
+	rm -rf $(DEMO_DIR)
+	$(CARGO) run --quiet --locked -- dev -f examples/ --dir $(DEMO_DIR) --peers $(PEERS) $(DEV_ARGS)
+
+# The end-to-end scenarios (tests/it/e2e) also run in `make test`, on a playground. Here
+# they run against the cluster of E2E_KUBECONFIG (default: your KUBECONFIG), where the
+# operator is installed: see docs/dev.md, "End-to-end tests on kind".
+E2E_KUBECONFIG ?= $(or $(KUBECONFIG),$(HOME)/.kube/config)
+ifeq ($(NEXTEST),yes)
+E2E_CMD = $(CARGO) nextest run --locked --test it --profile $(if $(CI),ci,default) -E 'test(/^e2e::/)'
+else
+E2E_CMD = $(CARGO) test --locked --test it e2e:: -- --test-threads=1
+endif
+e2e: peers ## End-to-end scenarios against a real cluster (E2E_KUBECONFIG; operator installed; see docs/dev.md)
+	MCP_E2E_KUBECONFIG=$(E2E_KUBECONFIG) $(E2E_CMD)
 
 # ---- peers -------------------------------------------------------------------------
 PEERS_STAMP := $(PEERS)/.stamp

@@ -12,6 +12,7 @@
 //! - [`telemetry`]: logging setup.
 //! - [`bridge`]: a stdio server kept alive and served over Streamable HTTP on loopback.
 //! - [`controller`]: controllers for the three kinds; `controller::build` holds the pure builders.
+//! - [`dev`]: `mcp-operator dev`, the local playground (API server, controller, pod runner).
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -19,6 +20,7 @@ pub mod api;
 pub mod apiserver;
 pub mod bridge;
 pub mod controller;
+pub mod dev;
 pub mod gateway;
 pub mod mcp_http;
 pub mod policy;

@@ -28,6 +28,9 @@ enum Command {
     Bridge(mcp_operator::bridge::cli::BridgeArgs),
     /// Copy this binary into DIR (the init container of Stdio server pods).
     InstallBridge { dir: std::path::PathBuf },
+    /// Local playground: embedded API server, the operator, and its pods run as local
+    /// processes (development only).
+    Dev(mcp_operator::dev::DevArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Gateway(args) => mcp_operator::gateway::cli::run(&args),
         Command::Bridge(args) => mcp_operator::bridge::cli::run(&args),
         Command::InstallBridge { dir } => mcp_operator::bridge::install::run(&dir),
+        Command::Dev(args) => mcp_operator::dev::run(&args),
     }
 }

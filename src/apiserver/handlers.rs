@@ -26,7 +26,7 @@ use super::{
     resources::ResourceType,
     selectors::{FieldSelector, LabelSelector},
     server::State,
-    table,
+    table, tokens,
     watch::{self, WatchRequest},
 };
 
@@ -100,6 +100,11 @@ async fn core_resource(
     Query(params): Query<Params>,
     body: Bytes,
 ) -> Response {
+    if let (&Method::POST, ["namespaces", ns, "serviceaccounts", name, "token"]) =
+        (&method, rest.split('/').collect::<Vec<_>>().as_slice())
+    {
+        return respond(tokens::token_request(&state, ns, name, &body));
+    }
     respond(resource(
         &state,
         resolve(&state, "", "v1", &rest),
@@ -118,6 +123,16 @@ async fn group_resource(
     Query(params): Query<Params>,
     body: Bytes,
 ) -> Response {
+    if (group.as_str(), version.as_str(), rest.as_str())
+        == ("authentication.k8s.io", "v1", "tokenreviews")
+    {
+        return respond(match method {
+            Method::POST => tokens::token_review(&state, &body),
+            other => Err(ApiServerError::method_not_allowed(format!(
+                "{other} is not supported on tokenreviews.authentication.k8s.io"
+            ))),
+        });
+    }
     respond(resource(
         &state,
         resolve(&state, &group, &version, &rest),

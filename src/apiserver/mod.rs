@@ -17,13 +17,17 @@
 //! - **RBAC mode**: clients built with [`ApiServerHandle::service_account_client`] (or
 //!   kubeconfigs from [`ApiServerHandle::kubeconfig_for_service_account`]) are authorized
 //!   against the stored Roles/ClusterRoles/bindings and refused with the real 403;
-//!   clients without credentials are the cluster admin.
+//!   clients without credentials are the cluster admin;
+//! - **ServiceAccount tokens**: TokenRequest (`serviceaccounts/<name>/token`) issues
+//!   JWT-shaped tokens with audiences and expiry, TokenReview checks them
+//!   ([`ApiServerHandle::issue_service_account_token`], [`ApiServerHandle::token_reviews`]).
 //!
 //! Layout: `store` (objects, revisions, watch history), `resources` (served types),
 //! `meta` (object mechanics), `ops` (verbs), `patch`/`apply` (patch types, managedFields),
 //! `gc` (deletion), `watch`, `table` (server-side printing), `discovery`, `openapi`,
-//! `handlers` (HTTP routing), `error` (Status), `request` (request attributes), and the
-//! tower layers around the router: `faults` and `rbac`; `server` (the handle).
+//! `handlers` (HTTP routing), `tokens` (TokenRequest, TokenReview), `error` (Status),
+//! `request` (request attributes), and the tower layers around the router: `faults` and
+//! `rbac`; `server` (the handle).
 
 mod apply;
 mod discovery;
@@ -42,9 +46,11 @@ mod selectors;
 mod server;
 mod store;
 mod table;
+mod tokens;
 mod watch;
 
 pub use error::{ApiResult, ApiServerError, ApiStatus};
 pub use faults::{FaultId, FaultKind, FaultRule, Faults, Schedule};
 pub use rbac::UserInfo;
 pub use server::{ApiServer, ApiServerHandle, ApiServerOptions};
+pub use tokens::API_AUDIENCE;

@@ -1,4 +1,5 @@
-//! RBAC mode: requests bearing a ServiceAccount token the handle minted are authorized
+//! RBAC mode: requests bearing a ServiceAccount token the handle minted (or one issued by
+//! TokenRequest for the API server's audience, see `tokens`) are authorized
 //! against the Roles, ClusterRoles, RoleBindings and ClusterRoleBindings stored in the
 //! server, as the real RBAC authorizer does (verbs, apiGroups, resources with
 //! subresources and `*`, resourceNames), and refused with the real 403 `Status`.
@@ -68,7 +69,8 @@ impl Tokens {
         token
     }
 
-    fn user(&self, token: &str) -> Option<UserInfo> {
+    /// The user a minted token authenticates as.
+    pub fn user_of(&self, token: &str) -> Option<UserInfo> {
         self.users
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -119,7 +121,8 @@ fn identify(state: &State, headers: &HeaderMap) -> Result<Identity, ApiServerErr
         Some(token) => Identity::User(
             state
                 .tokens
-                .user(token)
+                .user_of(token)
+                .or_else(|| state.issued.authenticate(state, token))
                 .ok_or_else(ApiServerError::unauthorized)?,
         ),
     };

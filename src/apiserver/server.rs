@@ -17,6 +17,7 @@ use super::{
     handlers,
     ops::Inner,
     rbac::{self, Tokens},
+    tokens::IssuedTokens,
 };
 
 /// How the server behaves.
@@ -53,6 +54,8 @@ pub struct State {
     pub faults: Arc<Faults>,
     /// The ServiceAccount tokens the handle minted.
     pub tokens: Tokens,
+    /// The ServiceAccount tokens TokenRequest issued (and TokenReview checks).
+    pub issued: IssuedTokens,
 }
 
 impl State {
@@ -81,6 +84,7 @@ impl ApiServer {
             options,
             faults: faults.clone(),
             tokens: Tokens::default(),
+            issued: IssuedTokens::default(),
         });
         // The last layer added runs first: faults, then authentication/authorization.
         let app = handlers::router(state.clone())
@@ -143,6 +147,52 @@ impl ApiServerHandle {
     /// it are authorized by the RBAC objects stored in the server.
     pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
         self.state.tokens.mint_service_account(namespace, name)
+    }
+
+    /// A JWT-shaped token for ServiceAccount `namespace/name` with these audiences and
+    /// lifetime, as TokenRequest issues (but any lifetime, and the ServiceAccount need not
+    /// exist; when it does, deleting it revokes the token). TokenReview accepts it for
+    /// its audiences until it expires; with the API server's audience
+    /// ([`API_AUDIENCE`](super::API_AUDIENCE)) it also authenticates requests.
+    pub fn issue_service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[&str],
+        lifetime: Duration,
+    ) -> String {
+        let uid = {
+            let inner = self.state.lock();
+            inner
+                .registry
+                .find("", "v1", "serviceaccounts")
+                .cloned()
+                .and_then(|rt| inner.get(&rt, namespace, name).ok())
+                .and_then(|sa| {
+                    sa.pointer("/metadata/uid")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                })
+        };
+        let audiences = audiences.iter().map(|a| (*a).to_owned()).collect();
+        self.state
+            .issued
+            .issue(namespace, name, uid, audiences, lifetime)
+            .0
+    }
+
+    /// TokenReview requests served so far (tests count a client's calls with it).
+    pub fn token_reviews(&self) -> u64 {
+        self.state.issued.reviews()
+    }
+
+    /// A kubeconfig for this server authenticating with `token` (no impersonation): a
+    /// client given it is held to RBAC as the token's ServiceAccount. kube-rs sends the
+    /// token over plain HTTP; kubectl does not (see
+    /// [`kubeconfig_for_service_account`](Self::kubeconfig_for_service_account)).
+    pub fn kubeconfig_with_token(&self, token: &str, namespace: &str) -> String {
+        let user = format!("{{token: \"{token}\"}}");
+        self.kubeconfig_with_user("token-user", &user, namespace)
     }
 
     /// A kube client authenticating as ServiceAccount `namespace/name` (default

@@ -40,6 +40,29 @@ pub struct ServiceProxy {
     pub api_server: String,
 }
 
+/// Where a Service's clients connect when there is no cluster network: `mcp-operator dev`
+/// gives every Service a loopback address. Unset (the production path), `*.svc` URLs are
+/// used as they are.
+pub trait ServiceResolver: Send + Sync {
+    /// The address serving Service `namespace/name`; stable for the Service's life, and
+    /// known before its pods run.
+    fn resolve(&self, namespace: &str, name: &str) -> Option<std::net::IpAddr>;
+}
+
+/// `http://<name>.<ns>.svc[.cluster.local]:<port>/<path>` with the host replaced by the
+/// address `resolver` gives that Service; None for other URLs or unknown Services.
+pub fn resolve_service_url(resolver: &dyn ServiceResolver, url: &str) -> Option<String> {
+    let mut parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let (name, namespace) = host
+        .strip_suffix(".svc")
+        .or_else(|| host.strip_suffix(".svc.cluster.local"))?
+        .split_once('.')?;
+    let ip = resolver.resolve(namespace, name)?;
+    parsed.set_ip_host(ip).ok()?;
+    Some(parsed.to_string())
+}
+
 /// Shared state of one controller.
 pub struct Context {
     /// The API client.
@@ -60,9 +83,22 @@ pub struct Context {
     pub probe_limit: Arc<Semaphore>,
     /// Set when running outside the cluster.
     pub service_proxy: Option<ServiceProxy>,
+    /// Set by `mcp-operator dev`: Services resolve to local addresses (probes, status.url).
+    pub service_addresses: Option<Arc<dyn ServiceResolver>>,
 }
 
 impl Context {
+    /// `url` with a `*.svc` host replaced by the Service's address when a
+    /// [`ServiceResolver`] is set; unchanged otherwise.
+    pub fn resolve_url(&self, url: Option<String>) -> Option<String> {
+        let url = url?;
+        let resolved = self
+            .service_addresses
+            .as_deref()
+            .and_then(|r| resolve_service_url(r, &url));
+        Some(resolved.unwrap_or(url))
+    }
+
     /// Err([`Error::NotLeader`]) unless this replica may write right now.
     pub fn may_write(&self) -> Result<(), Error> {
         if self.leader.load(Ordering::Acquire) {
@@ -71,5 +107,36 @@ impl Context {
         } else {
             Err(Error::NotLeader)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    impl ServiceResolver for Fixed {
+        fn resolve(&self, namespace: &str, name: &str) -> Option<std::net::IpAddr> {
+            (namespace == "agents" && name == "memory").then(|| [127, 0, 3, 4].into())
+        }
+    }
+
+    #[test]
+    fn service_urls_resolve_to_the_given_address() {
+        assert_eq!(
+            resolve_service_url(&Fixed, "http://memory.agents.svc:8080/mcp").as_deref(),
+            Some("http://127.0.3.4:8080/mcp")
+        );
+        assert_eq!(
+            resolve_service_url(&Fixed, "http://memory.agents.svc.cluster.local:8080/mcp")
+                .as_deref(),
+            Some("http://127.0.3.4:8080/mcp")
+        );
+        assert_eq!(
+            resolve_service_url(&Fixed, "http://other.agents.svc:8080/mcp"),
+            None
+        );
+        assert_eq!(resolve_service_url(&Fixed, "https://example.com/mcp"), None);
     }
 }

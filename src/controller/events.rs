@@ -1,31 +1,72 @@
-//! Kubernetes Events on McpServers, through one shared kube-runtime [`Recorder`]
-//! (events.k8s.io/v1, aggregated into series by the recorder). Notes are cut to 1 KiB and
-//! are built only from names, codes and server-chosen text — never a credential.
-//! Failing to record an Event is logged, never a reconcile error.
+//! Kubernetes Events (events.k8s.io/v1) on McpServers and McpPolicies. Repeats of the
+//! same Event (same object, type, reason, action and note) within six minutes become one
+//! Event with a growing `series.count`, as kube-runtime's `Recorder` does — but keyed by
+//! the note too, so an Event that names different tools than the last one is a new
+//! Event rather than a bump of the old one's count under its old note. Notes are cut to
+//! 1 KiB and are built only from names, codes and server-chosen text — never a
+//! credential. Failing to record an Event is logged, never a reconcile error.
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use k8s_openapi::{
+    api::{
+        core::v1::ObjectReference,
+        events::v1::{Event, EventSeries},
+    },
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    jiff::{SignedDuration, Timestamp},
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
 
 use crate::prober::InventoryDiff;
 
 /// Most bytes of an Event note (the API's limit).
 pub const MAX_NOTE_BYTES: usize = 1024;
 
-/// Publishes Events for the controller.
+/// How long a published Event absorbs identical repeats into its series.
+const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
+
+/// Publishes Events for the controllers.
 #[derive(Clone)]
 pub struct Events {
-    recorder: Recorder,
+    client: kube::Client,
+    controller: String,
+    instance: String,
+    recent: Arc<Mutex<HashMap<SeriesKey, Published>>>,
+}
+
+/// What makes two Events the same Event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    regarding: (String, String, String, String),
+    warning: bool,
+    reason: String,
+    action: String,
+    note: String,
+}
+
+#[derive(Clone, Debug)]
+struct Published {
+    name: String,
+    count: i32,
+    last: Timestamp,
 }
 
 impl Events {
-    /// A recorder reporting as controller `mcp-operator`, instance `instance` (pod name).
+    /// A publisher reporting as controller `mcp-operator`, instance `instance` (pod name).
     pub fn new(client: kube::Client, instance: Option<String>) -> Self {
-        let reporter = Reporter {
-            controller: "mcp-operator".to_owned(),
-            instance,
-        };
+        let controller = "mcp-operator".to_owned();
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            instance: instance.unwrap_or_else(|| controller.clone()),
+            controller,
+            recent: Arc::default(),
         }
     }
 
@@ -38,20 +79,106 @@ impl Events {
         action: &str,
         note: impl Into<String>,
     ) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_owned(),
-            note: Some(truncate(note.into())),
-            action: action.to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        let note = truncate(note.into());
+        if let Err(error) = self.send(regarding, warning, reason, action, note).await {
             tracing::warn!(%error, reason, "cannot record Event");
         }
+    }
+
+    async fn send(
+        &self,
+        regarding: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        let now = Timestamp::now();
+        let key = SeriesKey {
+            regarding: (
+                regarding.namespace.clone().unwrap_or_default(),
+                regarding.kind.clone().unwrap_or_default(),
+                regarding.name.clone().unwrap_or_default(),
+                regarding.uid.clone().unwrap_or_default(),
+            ),
+            warning,
+            reason: reason.to_owned(),
+            action: action.to_owned(),
+            note: note.clone(),
+        };
+        let previous = {
+            let mut recent = self.recent.lock().expect("event cache lock");
+            recent.retain(|_, p| p.last + SERIES_WINDOW > now);
+            recent.get(&key).cloned()
+        };
+        let namespace = key.regarding.0.clone();
+        let namespace = if namespace.is_empty() {
+            "default".to_owned()
+        } else {
+            namespace
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        if let Some(p) = previous {
+            let count = p.count + 1;
+            let series = EventSeries {
+                count,
+                last_observed_time: MicroTime(now),
+            };
+            let patch = serde_json::json!({ "series": series });
+            // A failed bump (the Event expired meanwhile) falls back to a new Event.
+            if api
+                .patch(&p.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .is_ok()
+            {
+                let bumped = Published {
+                    count,
+                    last: now,
+                    ..p
+                };
+                self.recent
+                    .lock()
+                    .expect("event cache lock")
+                    .insert(key, bumped);
+                return Ok(());
+            }
+        }
+        // Object names are at most 253 characters: keep room for the suffix.
+        let base: String = regarding
+            .name
+            .as_deref()
+            .unwrap_or(&self.controller)
+            .chars()
+            .take(200)
+            .collect();
+        let name = format!("{base}.{:x}", now.as_nanosecond());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace),
+                ..ObjectMeta::default()
+            },
+            action: Some(action.to_owned()),
+            reason: Some(reason.to_owned()),
+            note: Some(note),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.to_owned()),
+            ..Event::default()
+        };
+        api.create(&PostParams::default(), &event).await?;
+        let published = Published {
+            name,
+            count: 1,
+            last: now,
+        };
+        self.recent
+            .lock()
+            .expect("event cache lock")
+            .insert(key, published);
+        Ok(())
     }
 }
 

@@ -4,15 +4,18 @@
 //! nothing in `build/` or `validate` may touch a client or do I/O.
 
 pub mod apply;
+pub mod binding;
 pub mod build;
 pub mod context;
 pub mod error;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod policy;
 pub mod probes;
 pub mod run;
 pub mod server;
 pub mod startup;
 pub mod status;
+pub mod tokenreview;
 pub mod validate;

@@ -1,6 +1,7 @@
 //! `mcp-operator run`: command-line arguments, start-up (client, CRD check), the admin
-//! endpoint, leader election, and the McpServer controllers (one per watched namespace,
-//! or one cluster-wide). [`run_with`] is the in-process entry point tests use.
+//! endpoint, leader election, and the McpServer, McpPolicy and McpBinding controllers
+//! (one each per watched namespace, or one cluster-wide). [`run_with`] is the in-process
+//! entry point tests use.
 
 use std::{
     future::Future,
@@ -26,15 +27,17 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, watch};
 
 use super::{
-    context::{Context, ProbeToken, ServiceProxy},
+    binding,
+    context::{Context, ProbeToken, ServiceProxy, ServiceResolver},
     error::Error,
     events::Events,
     leader::{self, LeaseSettings},
     metrics::{self, Metrics},
+    policy::{self, PolicyContext},
     server, startup,
 };
 use crate::{
-    api::{McpPolicy, McpServer},
+    api::{McpBinding, McpPolicy, McpServer},
     telemetry::{LogFormat, init_logging},
 };
 
@@ -90,6 +93,8 @@ pub struct RunConfig {
     pub admin_addr: Option<SocketAddr>,
     /// Some = reach `*.svc` through the API server (outside the cluster).
     pub service_proxy: Option<ServiceProxy>,
+    /// Some = Services resolve to these addresses (probes, status.url): `mcp-operator dev`.
+    pub service_addresses: Option<Arc<dyn ServiceResolver>>,
     /// Metrics (shared so callers can read them).
     pub metrics: Arc<Metrics>,
 }
@@ -106,6 +111,7 @@ impl RunConfig {
             leader_election: None,
             admin_addr: None,
             service_proxy: None,
+            service_addresses: None,
             metrics: Arc::new(Metrics::default()),
         }
     }
@@ -137,6 +143,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .then(|| LeaseSettings::new(&args.pod_namespace, identity)),
             admin_addr: Some(args.admin_addr),
             service_proxy,
+            service_addresses: None,
             metrics: Arc::new(Metrics::default()),
         };
         run_with(client, run_config, shutdown_signal()).await?;
@@ -266,10 +273,24 @@ async fn lead(
         probe_token,
         probe_limit,
     };
+    let policy_ctx = Arc::new(PolicyContext {
+        client: client.clone(),
+        events: shared.events.clone(),
+        metrics: config.metrics.clone(),
+        leader: shared.leader.clone(),
+    });
     let mut controllers = Vec::new();
     let mut readiness = Vec::new();
+    // The ClusterRoleBinding letting gateways review ServiceAccount tokens.
+    controllers.push(
+        super::tokenreview::run(client.clone(), scopes.clone(), stop.clone()).boxed(),
+    );
     for scope in scopes {
         let (future, ready) = controller(&shared, scope.as_deref(), stop.clone());
+        controllers.push(future);
+        readiness.push(ready);
+        let (future, ready) =
+            policy::controller(policy_ctx.clone(), scope.as_deref(), stop.clone());
         controllers.push(future);
         readiness.push(ready);
     }
@@ -318,6 +339,12 @@ fn controller(
     let servers = controller.store();
     let by_policy = servers.clone();
     let by_secret = servers.clone();
+    let by_binding = servers.clone();
+    // The McpBinding controller of this scope; its cache also maps binding Secrets to
+    // the servers they concern.
+    let bindings_controller = Controller::new(scoped::<McpBinding>(client, ns), cfg.clone());
+    let bindings = bindings_controller.store();
+    let secret_bindings = bindings.clone();
     let controller = controller
         .owns(scoped::<Deployment>(client, ns), cfg.clone())
         .owns(scoped::<Service>(client, ns), cfg.clone())
@@ -326,34 +353,39 @@ fn controller(
         .owns(scoped::<Role>(client, ns), cfg.clone())
         .owns(scoped::<RoleBinding>(client, ns), cfg.clone())
         .owns(scoped::<NetworkPolicy>(client, ns), cfg.clone())
-        // A policy change can add or remove any server of its namespace from its targets.
+        // A policy change (or deletion) re-reconciles exactly the servers it targets now
+        // and those it stops targeting (its previous status.targets, appliedPolicies).
         .watches(
             scoped::<McpPolicy>(client, ns),
             cfg.clone(),
-            move |policy: McpPolicy| {
-                let ns = policy.namespace();
-                by_policy
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.namespace() == ns)
-                    .map(|s| ObjectRef::from_obj(&*s))
-                    .collect::<Vec<_>>()
-            },
+            move |policy: McpPolicy| policy::affected_servers(&policy, &by_policy.state()),
         )
-        // A Secret a server references may appear (SecretNotFound) or change.
+        // A binding change (or deletion) re-reconciles the servers it targets now and
+        // those it reached before (its status.servers).
+        .watches(
+            scoped::<McpBinding>(client, ns),
+            cfg.clone(),
+            move |b: McpBinding| binding::triggers::servers_of_binding(&b, &by_binding.state()),
+        )
+        // A Secret a server references may appear (SecretNotFound) or change; a binding
+        // Secret's token changes reach the gateways of that binding's servers.
         .watches(scoped::<Secret>(client, ns), cfg, move |secret: Secret| {
             let ns = secret.namespace();
             let name = secret.name_any();
-            by_secret
-                .state()
-                .into_iter()
-                .filter(|s| {
-                    s.namespace() == ns && server::referenced_secret_names(s).contains(&name)
-                })
-                .map(|s| ObjectRef::from_obj(&*s))
-                .collect::<Vec<_>>()
+            let servers = by_secret.state();
+            let mut refs =
+                binding::triggers::servers_of_secret(&secret, &secret_bindings.state(), &servers);
+            refs.extend(
+                servers
+                    .iter()
+                    .filter(|s| {
+                        s.namespace() == ns && server::referenced_secret_names(s).contains(&name)
+                    })
+                    .map(|s| ObjectRef::from_obj(&**s)),
+            );
+            refs
         })
-        .graceful_shutdown_on(stopped(stop));
+        .graceful_shutdown_on(stopped(stop.clone()));
     let ctx = Arc::new(Context {
         client: client.clone(),
         events: shared.events.clone(),
@@ -364,17 +396,21 @@ fn controller(
         probe_token: shared.probe_token.clone(),
         probe_limit: shared.probe_limit.clone(),
         service_proxy: shared.config.service_proxy.clone(),
+        service_addresses: shared.config.service_addresses.clone(),
     });
+    let bindings_run =
+        binding::controller(bindings_controller, client, ns, ctx.clone(), stopped(stop));
     let run = controller
         .run(server::reconcile, server::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "controller event");
             }
-        })
-        .boxed();
+        });
+    let run = futures::future::join(run, bindings_run).map(|_| ()).boxed();
     let ready = async move {
         let _ = servers.wait_until_ready().await;
+        let _ = bindings.wait_until_ready().await;
     }
     .boxed();
     (run, ready)

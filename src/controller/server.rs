@@ -176,8 +176,38 @@ async fn missing_secret(ctx: &Context, server: &McpServer) -> Result<Option<Stri
     Ok(None)
 }
 
-/// Acceptance and (when accepted) the desired children.
+/// Acceptance and (when accepted) the desired children. A refused spec changes nothing
+/// that runs: a Deployment from an earlier accepted spec is kept (neither updated nor
+/// pruned), and the Accepted message says so.
 async fn accept(
+    ctx: &Context,
+    server: &McpServer,
+    policies: &[Arc<McpPolicy>],
+    build_ctx: &Result<BuildContext, String>,
+) -> Result<(Acceptance, Option<Desired>), Error> {
+    let (acceptance, desired) = accept_spec(ctx, server, policies, build_ctx).await?;
+    let Acceptance::Rejected { reason, message } = acceptance else {
+        return Ok((acceptance, desired));
+    };
+    let ns = server.namespace().unwrap_or_default();
+    let name = server.name_any();
+    let running = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?
+        .is_some_and(|d| {
+            d.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == server.uid().as_ref())
+        });
+    let message = if running {
+        status::kept_running_message(&message, &name)
+    } else {
+        message
+    };
+    Ok((Acceptance::Rejected { reason, message }, None))
+}
+
+async fn accept_spec(
     ctx: &Context,
     server: &McpServer,
     policies: &[Arc<McpPolicy>],
@@ -234,9 +264,12 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
         .iter()
         .map(|p| (p.metadata.name.as_deref().unwrap_or_default(), &p.spec))
         .collect();
+    // Every McpBinding targeting the server: token hashes, narrowing, grants.
+    let bindings = super::binding::gateway::for_server(ctx, server).await?;
     let build_ctx = BuildContext {
         operator_image: ctx.operator_image.clone(),
         probe_token_sha256: vec![ctx.probe_token.sha256.clone()],
+        bindings,
         ..BuildContext::default()
     }
     .with_policies(&specs)
@@ -270,6 +303,8 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
         .as_ref()
         .and_then(|d| d.url.clone())
         .or(old.url.clone());
+    // `mcp-operator dev`: the Service's local address, for the probe and for clients.
+    let url = ctx.resolve_url(url);
     let report = match schedule {
         Schedule::Now(why) => {
             tracing::debug!(server = %name, namespace = %ns, why, "probing");
@@ -477,6 +512,9 @@ async fn record_transitions(
         } else if c.status == "True" && old_reach == Some("False") {
             record_event(ctx, server, false, "ProbeRecovered", c.message.clone()).await;
         }
+    }
+    if let Some((reason, note)) = status::pinning_event(old, new) {
+        record_event(ctx, server, true, reason, note).await;
     }
     if old.tools_digest.is_some() && new.tools_digest != old.tools_digest {
         let diff = InventoryDiff::from_hashes(

@@ -407,24 +407,17 @@ fn pinning(
             Some(_) => {}
         }
     }
-    let c = if !changed.is_empty() {
+    let c = if !changed.is_empty() || !unpinned.is_empty() {
+        let reason = if changed.is_empty() {
+            "Unpinned"
+        } else {
+            "Changed"
+        };
         condition(
             types::TOOLS_PINNED,
             false,
-            "Changed",
-            format!("tools differ from spec.pinnedTools: {}", changed.join(", ")),
-            generation,
-            now,
-        )
-    } else if !unpinned.is_empty() {
-        condition(
-            types::TOOLS_PINNED,
-            false,
-            "Unpinned",
-            format!(
-                "tools without a pin in spec.pinnedTools: {}",
-                unpinned.join(", ")
-            ),
+            reason,
+            pinning_message(observed.policy.pinning, &changed, &unpinned),
             generation,
             now,
         )
@@ -443,6 +436,50 @@ fn pinning(
         ..c
     };
     upsert_condition(conds, c);
+}
+
+/// The ToolsPinned=False message: which tools changed, which have no pin, what the
+/// pinning mode does about it and how to update the pins.
+fn pinning_message(mode: PinningMode, changed: &[&str], unpinned: &[&str]) -> String {
+    let mut parts = Vec::new();
+    if !changed.is_empty() {
+        parts.push(format!("changed since pinned: {}", changed.join(", ")));
+    }
+    if !unpinned.is_empty() {
+        parts.push(format!("unpinned: {}", unpinned.join(", ")));
+    }
+    let effect = if mode == PinningMode::Enforce {
+        "pinning Enforce: the gateway refuses them"
+    } else {
+        "pinning Warn: they stay callable"
+    };
+    format!(
+        "{} ({effect}); review them and update spec.pinnedTools (`mcp-operator probe --pins <url>` prints them)",
+        parts.join("; ")
+    )
+}
+
+/// An Accepted=False `message` for a server whose Deployment `deployment` (from an
+/// earlier accepted spec) is kept running.
+pub fn kept_running_message(message: &str, deployment: &str) -> String {
+    super::events::truncate(format!(
+        "{message}; nothing was changed: Deployment {deployment} keeps running with the last accepted spec until this is fixed or the McpServer is deleted"
+    ))
+}
+
+/// The Warning Event (reason, note) for a ToolsPinned transition to False, or to a
+/// different set of changed/unpinned tools; None otherwise. The note names the tools
+/// and is at most 1 KiB.
+pub fn pinning_event(
+    old: &McpServerStatus,
+    new: &McpServerStatus,
+) -> Option<(&'static str, String)> {
+    let c = find_condition(&new.conditions, types::TOOLS_PINNED).filter(|c| c.status == "False")?;
+    let before = find_condition(&old.conditions, types::TOOLS_PINNED);
+    if before.is_some_and(|o| o.status == "False" && o.message == c.message) {
+        return None;
+    }
+    Some(("ToolsNotPinned", super::events::truncate(c.message.clone())))
 }
 
 fn ready(

@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::kube_events::EventReporter;
 use super::live::LiveConfig;
 use super::metrics::Metrics;
 use super::refusal::Rule;
@@ -21,10 +22,12 @@ use crate::prober::inventory::canonical_json;
 /// What replaces redacted values.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Where records go.
+/// Where records go. With [`AuditLog::with_events`], denials, rate-limit trips and 401s
+/// are also reported as (aggregated) Kubernetes Events.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: SyncSender<String>,
+    events: Option<EventReporter>,
 }
 
 impl AuditLog {
@@ -36,7 +39,21 @@ impl AuditLog {
             .name("audit-writer".into())
             .spawn(move || write_lines(rx))
             .expect("spawning the audit writer thread");
-        (AuditLog { tx }, handle)
+        (AuditLog { tx, events: None }, handle)
+    }
+
+    /// Also reports refusals as Kubernetes Events.
+    pub fn with_events(mut self, events: EventReporter) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Reports a refusal that has no audit record (a GET or DELETE refused with 401, a
+    /// body of notifications only) as an Event.
+    pub fn report(&self, rule: Rule, principal: &str, tool: Option<&str>) {
+        if let Some(events) = &self.events {
+            events.report(rule, principal, tool);
+        }
     }
 
     fn write(&self, line: String) {
@@ -160,6 +177,7 @@ impl PendingAudit {
         let took = self.start.elapsed();
         if let Some(rule) = outcome.rule() {
             metrics.refused(rule);
+            log.report(rule, &self.principal, self.tool.as_deref());
         }
         metrics.request(
             &self.method,

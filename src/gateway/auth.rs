@@ -1,6 +1,9 @@
 //! Bearer-token authentication: the token's SHA-256 is looked up among the configured
 //! hashes (the gateway never holds a token itself) and names a [`Principal`]. Probe
 //! tokens are read-only; with `auth: None`, callers without a known token are anonymous.
+//! [`authenticate_any`] adds ServiceAccount tokens: an unknown token, when some binding
+//! lists `serviceAccounts` and the gateway has API access, is checked by
+//! [`TokenReviewer`] and names the binding of its ServiceAccount.
 
 use std::sync::Arc;
 
@@ -9,6 +12,7 @@ use axum::http::{HeaderMap, header};
 use super::config::{BindingConfig, token_sha256};
 use super::live::LiveConfig;
 use super::refusal::{Refusal, Rule};
+use super::token_review::TokenReviewer;
 use crate::api::server::GatewayAuth;
 
 /// Who is calling.
@@ -62,6 +66,37 @@ pub fn authenticate(headers: &HeaderMap, config: &LiveConfig) -> Result<Principa
                 "unauthorized: send Authorization: Bearer <token> (from your McpBinding Secret)"
             },
         )),
+    }
+}
+
+/// [`authenticate`], then, for an unknown bearer token, a TokenReview when some binding
+/// lists ServiceAccounts (nothing more happens without a reviewer or such a binding, so
+/// the hash lookup stays the whole cost of the common path).
+pub async fn authenticate_any(
+    headers: &HeaderMap,
+    config: &LiveConfig,
+    reviewer: Option<&TokenReviewer>,
+) -> Result<Principal, Refusal> {
+    let first = authenticate(headers, config);
+    if matches!(first, Ok(Principal::Binding(_) | Principal::Probe)) {
+        return first;
+    }
+    let Some(reviewer) = reviewer.filter(|_| !config.service_accounts.is_empty()) else {
+        return first;
+    };
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+    else {
+        return first;
+    };
+    match reviewer.review(token).await {
+        Some(user) => match config.service_accounts.get(&*user) {
+            Some(p) => Ok(p.clone()),
+            None => first,
+        },
+        None => first,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `mcp-operator gateway`: command-line arguments, the runtime, start-up (config,
-//! upstream, audit writer, reload watcher) and shutdown on SIGTERM/SIGINT.
+//! upstream, audit writer, reload watcher, the optional Kubernetes API access for Events
+//! and TokenReview) and shutdown on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,10 +10,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::audit::AuditLog;
+use super::kube_api::KubeApiMode;
 use super::live::ConfigHandle;
 use super::metrics::Metrics;
 use super::proxy::Gateway;
 use super::reload::ConfigWatcher;
+use super::token_review::TokenReviewer;
 use super::upstream::{HttpUpstream, InProcessUpstream, Upstream, http_client};
 use crate::prober::target::TlsOptions;
 use crate::telemetry::{LogFormat, init_logging};
@@ -51,6 +54,19 @@ pub struct GatewayArgs {
     /// Seconds to let open requests and streams finish after SIGTERM.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+    /// Use the Kubernetes API (Events about the server, TokenReview for ServiceAccount
+    /// tokens): auto = with --kubeconfig, or in a pod; off = never.
+    #[arg(long, value_enum, default_value_t = KubeApiMode::Auto)]
+    pub kube_api: KubeApiMode,
+    /// Kubeconfig for the Kubernetes API (default: the in-cluster configuration).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Seconds over which refusals are aggregated into one Event per reason.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub events_window_seconds: u64,
+    /// The Events' reporting instance (default: HOSTNAME, which is the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
 }
 
 /// Runs the gateway until SIGTERM.
@@ -83,7 +99,26 @@ async fn serve(args: &GatewayArgs, audit: AuditLog) -> anyhow::Result<()> {
     let mut watcher = ConfigWatcher::new(&args.config, handle.clone(), metrics.clone());
     watcher.check();
     let upstream = build_upstream(args, &handle)?;
-    let gw = Arc::new(Gateway::new(handle, upstream, metrics, audit));
+    let mut audit = audit;
+    let mut reviewer = None;
+    if let Some(client) = super::kube_api::connect(args.kube_api, args.kubeconfig.as_ref()).await {
+        let instance = super::kube_events::instance_name(args.pod_name.as_deref());
+        let window = Duration::from_secs(args.events_window_seconds);
+        tracing::info!(%instance, window_seconds = args.events_window_seconds, "Kubernetes API configured: refusals are reported as Events, ServiceAccount tokens are checked with TokenReview");
+        audit = audit.with_events(super::kube_events::start(
+            client.clone(),
+            handle.clone(),
+            metrics.clone(),
+            window,
+            instance,
+        ));
+        reviewer = Some(Arc::new(TokenReviewer::new(client, metrics.clone())));
+    }
+    let mut gw = Gateway::new(handle, upstream, metrics, audit);
+    if let Some(reviewer) = reviewer {
+        gw = gw.with_token_review(reviewer);
+    }
+    let gw = Arc::new(gw);
     let app = super::server::router(gw, &args.path);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -31,6 +31,9 @@ pub struct LiveConfig {
     pub file: GatewayConfig,
     /// Lowercase hex SHA-256 of a token → who presents it.
     pub tokens: HashMap<String, Principal>,
+    /// `system:serviceaccount:<ns>:<name>` → the binding listing that ServiceAccount
+    /// (the first by name when several do). Empty: no TokenReview is ever made.
+    pub service_accounts: HashMap<String, Principal>,
     pub limits: Limits,
     /// Permits for `tools/call`s in flight.
     pub calls: Arc<Semaphore>,
@@ -52,6 +55,23 @@ impl LiveConfig {
             let principal = Principal::Binding(Arc::new(binding.clone()));
             for hash in &binding.token_sha256 {
                 tokens.insert(hash.to_ascii_lowercase(), principal.clone());
+            }
+        }
+        let mut service_accounts = HashMap::new();
+        let mut by_name: Vec<&super::config::BindingConfig> = file.bindings.iter().collect();
+        by_name.sort_by(|a, b| a.name.cmp(&b.name));
+        for binding in by_name {
+            if binding.service_accounts.is_empty() {
+                continue;
+            }
+            let principal = Principal::Binding(Arc::new(binding.clone()));
+            for sa in &binding.service_accounts {
+                let user = super::token_review::service_account_user(&sa.namespace, &sa.name);
+                if let Some(Principal::Binding(first)) = service_accounts.get(&user) {
+                    tracing::warn!(service_account = %user, binding = %binding.name, used = %first.name, "ServiceAccount listed by several bindings: the first by name applies");
+                    continue;
+                }
+                service_accounts.insert(user, principal.clone());
             }
         }
         let l = &file.policy.limits;
@@ -83,6 +103,7 @@ impl LiveConfig {
         LiveConfig {
             file,
             tokens,
+            service_accounts,
             limits,
             calls,
             redact_keys,

@@ -1,6 +1,6 @@
 //! The gateway's Prometheus metrics (text exposition format, hand-rolled on atomics):
 //! requests by method/tool/outcome, request latency, upstream errors, active sessions,
-//! rate-limit trips, denials by rule, config reloads. Label sets are bounded: unknown
+//! rate-limit trips, denials by rule, config reloads, Kubernetes Events and TokenReviews. Label sets are bounded: unknown
 //! methods count as `other`, and past [`MAX_SERIES`] new tool names count as `other`.
 
 use std::collections::{HashMap, HashSet};
@@ -53,6 +53,16 @@ pub struct Metrics {
     denied: [AtomicU64; Rule::ALL.len()],
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Kubernetes Events written, failed, and occurrences dropped (queue full, or no
+    /// configuration to name the server yet).
+    pub events_sent: AtomicU64,
+    pub events_failed: AtomicU64,
+    pub events_dropped: AtomicU64,
+    /// TokenReview calls by result, and answers from the cache.
+    pub token_reviews_authenticated: AtomicU64,
+    pub token_reviews_rejected: AtomicU64,
+    pub token_reviews_failed: AtomicU64,
+    pub token_review_cache_hits: AtomicU64,
 }
 
 impl Metrics {
@@ -176,6 +186,22 @@ impl Metrics {
              mcp_gateway_config_reloads_total{{result=\"success\"}} {}\nmcp_gateway_config_reloads_total{{result=\"failure\"}} {}",
             load(&self.reloads_ok),
             load(&self.reloads_failed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_kube_events_total Kubernetes Events about denials, rate-limit trips and 401s, by result (dropped: occurrences not counted into an Event).\n# TYPE mcp_gateway_kube_events_total counter\n\
+             mcp_gateway_kube_events_total{{result=\"sent\"}} {}\nmcp_gateway_kube_events_total{{result=\"failed\"}} {}\nmcp_gateway_kube_events_total{{result=\"dropped\"}} {}\n\
+             # HELP mcp_gateway_token_reviews_total TokenReview calls for ServiceAccount tokens, by result.\n# TYPE mcp_gateway_token_reviews_total counter\n\
+             mcp_gateway_token_reviews_total{{result=\"authenticated\"}} {}\nmcp_gateway_token_reviews_total{{result=\"rejected\"}} {}\nmcp_gateway_token_reviews_total{{result=\"error\"}} {}\n\
+             # HELP mcp_gateway_token_review_cache_hits_total ServiceAccount tokens answered from the cache.\n# TYPE mcp_gateway_token_review_cache_hits_total counter\n\
+             mcp_gateway_token_review_cache_hits_total {}",
+            load(&self.events_sent),
+            load(&self.events_failed),
+            load(&self.events_dropped),
+            load(&self.token_reviews_authenticated),
+            load(&self.token_reviews_rejected),
+            load(&self.token_reviews_failed),
+            load(&self.token_review_cache_hits),
         );
         out
     }

@@ -1,7 +1,9 @@
 //! The gateway sidecar: the only open port of a server pod. Authenticates bearer tokens,
 //! enforces the effective policy, limits and rate limits, audits every request and proxies
 //! to the upstream MCP server (Streamable HTTP, or legacy SSE translated in-process).
-//! No Kubernetes client code lives here: configuration comes from a file.
+//! Configuration comes from a file. The Kubernetes API is optional and off the request
+//! path: refusals become aggregated Events ([`kube_events`]) and ServiceAccount tokens are
+//! checked by TokenReview ([`token_review`], cached), when [`kube_api`] finds a config.
 //!
 //! Design: an HTTP-level pass-through proxy. Upstream sessions, event ids and the MCP
 //! headers (`Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`) travel unchanged
@@ -25,13 +27,16 @@
 //! definition cache · [`ratelimit`] token buckets · [`audit`] audit records ·
 //! [`metrics`] Prometheus text · [`live`] the compiled, swappable configuration ·
 //! [`reload`] watching the file · [`refusal`] the refusals and their JSON-RPC bodies ·
-//! [`config`] the file format.
+//! [`config`] the file format · [`kube_api`] the optional API client · [`kube_events`]
+//! Events about refusals · [`token_review`] ServiceAccount tokens.
 
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod enforce;
+pub mod kube_api;
+pub mod kube_events;
 pub mod live;
 pub mod metrics;
 pub mod proxy;
@@ -43,6 +48,7 @@ pub mod server;
 pub mod session_calls;
 pub mod sse;
 pub mod sse_relay;
+pub mod token_review;
 pub mod upstream;
 
 /// Largest request body when the policy sets none.

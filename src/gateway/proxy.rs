@@ -20,13 +20,14 @@ use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::audit::{AuditLog, Outcome, PendingAudit};
-use super::auth::{PROBE_METHODS, Principal, authenticate};
+use super::auth::{PROBE_METHODS, Principal, authenticate_any};
 use super::enforce::{self, ToolDefinitions};
 use super::live::{ConfigHandle, LiveConfig};
 use super::metrics::Metrics;
 use super::ratelimit::{RateLimiter, retry_after_secs};
 use super::refusal::{Refusal, Rule, json_response};
 use super::respond::{self, Exchange};
+use super::token_review::TokenReviewer;
 use super::upstream::Upstream;
 use crate::mcp_http::jsonrpc::{self, Kind, code};
 use crate::mcp_http::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub audit: AuditLog,
     pub limiter: RateLimiter,
     pub definitions: ToolDefinitions,
+    /// Some when the gateway may check ServiceAccount tokens with TokenReview.
+    pub reviewer: Option<Arc<TokenReviewer>>,
     own_ids: AtomicU64,
 }
 
@@ -65,8 +68,23 @@ impl Gateway {
             audit,
             limiter: RateLimiter::default(),
             definitions: ToolDefinitions::default(),
+            reviewer: None,
             own_ids: AtomicU64::new(1),
         }
+    }
+
+    /// Accepts ServiceAccount tokens, checked by `reviewer`.
+    pub fn with_token_review(mut self, reviewer: Arc<TokenReviewer>) -> Self {
+        self.reviewer = Some(reviewer);
+        self
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        cfg: &LiveConfig,
+    ) -> Result<Principal, Refusal> {
+        authenticate_any(headers, cfg, self.reviewer.as_deref()).await
     }
 
     /// A JSON-RPC id for the gateway's own requests (never a number, so it cannot
@@ -133,7 +151,7 @@ pub async fn post(
     let Some(cfg) = gw.config.current() else {
         return not_configured();
     };
-    let auth = authenticate(&headers, &cfg);
+    let auth = gw.authenticate(&headers, &cfg).await;
     let body = match read_request_body(&headers, body, cfg.limits.max_request_bytes).await {
         Ok(b) => b,
         Err(refusal) => {
@@ -150,6 +168,7 @@ pub async fn post(
     };
     let Ok(mut parsed) = serde_json::from_slice::<Value>(&body) else {
         if let Err(refusal) = auth {
+            gw.audit.report(refusal.rule, "unknown", None);
             return refusal.into_response(&[Value::Null], false);
         }
         // Not JSON: the upstream answers with its own parse error.
@@ -160,10 +179,10 @@ pub async fn post(
     let pending = start_audits(&cfg, &who, &parsed, batch, body.len(), start);
     let principal = match auth {
         Ok(p) => p,
-        Err(refusal) => return refuse_all(&gw, pending, &refusal, batch),
+        Err(refusal) => return refuse_all(&gw, &who, pending, &refusal, batch),
     };
     if let Err(refusal) = admit(&gw, &cfg, &principal, &parsed, pending.len()) {
-        return refuse_all(&gw, pending, &refusal, batch);
+        return refuse_all(&gw, &who, pending, &refusal, batch);
     }
     let session = SessionHeaders::of(&headers);
     let (verdicts, rewritten) = check_calls(&gw, &cfg, &principal, &mut parsed, &session).await;
@@ -173,7 +192,7 @@ pub async fn post(
     let calls = pending.iter().filter(|p| p.method == "tools/call").count() as u32;
     let permit = match acquire_calls(&cfg, calls) {
         Ok(p) => p,
-        Err(refusal) => return refuse_all(&gw, pending, &refusal, batch),
+        Err(refusal) => return refuse_all(&gw, &who, pending, &refusal, batch),
     };
     let body = if rewritten {
         Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default())
@@ -202,9 +221,12 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
     let Some(cfg) = gw.config.current() else {
         return not_configured();
     };
-    let principal = match authenticate(&headers, &cfg) {
+    let principal = match gw.authenticate(&headers, &cfg).await {
         Ok(p) => p,
-        Err(refusal) => return refusal.into_response(&[Value::Null], false),
+        Err(refusal) => {
+            gw.audit.report(refusal.rule, "unknown", None);
+            return refusal.into_response(&[Value::Null], false);
+        }
     };
     let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
     let session = SessionHeaders::of(&headers);
@@ -227,7 +249,8 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
     let Some(cfg) = gw.config.current() else {
         return not_configured();
     };
-    if let Err(refusal) = authenticate(&headers, &cfg) {
+    if let Err(refusal) = gw.authenticate(&headers, &cfg).await {
+        gw.audit.report(refusal.rule, "unknown", None);
         return refusal.into_response(&[Value::Null], false);
     }
     let resp = forward_untracked(&gw, &cfg, Method::DELETE, &headers, Bytes::new()).await;
@@ -432,9 +455,11 @@ fn acquire_calls(cfg: &LiveConfig, n: u32) -> Result<Option<OwnedSemaphorePermit
         })
 }
 
-/// Answers every request with `refusal` (HTTP status per rule).
+/// Answers every request with `refusal` (HTTP status per rule); `who` names the caller
+/// when there is no request to audit (the Event report).
 fn refuse_all(
     gw: &Gateway,
+    who: &str,
     pending: Vec<PendingAudit>,
     refusal: &Refusal,
     batch: bool,
@@ -443,6 +468,7 @@ fn refuse_all(
     let resp = refusal.into_response(if ids.is_empty() { &[Value::Null] } else { &ids }, batch);
     if pending.is_empty() {
         gw.metrics.refused(refusal.rule);
+        gw.audit.report(refusal.rule, who, None);
     }
     for p in pending {
         let answer = refusal.to_jsonrpc(p.id.clone());

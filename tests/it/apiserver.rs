@@ -8,6 +8,7 @@ mod kubectl;
 mod objects;
 mod rbac;
 mod scale;
+mod tokens;
 mod watch;
 
 use std::time::Duration;

@@ -4,11 +4,14 @@
 //! Deployment status) and use loopback MCP peers for probes. This file holds helpers.
 
 mod bad_input;
+mod binding;
+mod binding_gateway;
 mod examples;
 mod faults;
 mod idle;
 mod leader;
 mod lifecycle;
+mod policy;
 mod rbac;
 
 use std::{future::Future, path::Path, sync::Arc, time::Duration};

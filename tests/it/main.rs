@@ -6,6 +6,7 @@ mod bridge;
 mod cli;
 mod controller;
 mod crds;
+mod e2e;
 mod gateway;
 mod manifests;
 mod prober;

@@ -1,0 +1,463 @@
+//! RBAC for ServiceAccount tokens at the gateways. A gateway checks a ServiceAccount
+//! token with a TokenReview, which is cluster-scoped: the gateway's namespaced Role
+//! cannot grant it. The shipped ClusterRole [`CLUSTER_ROLE`] (create tokenreviews) is
+//! bound by one ClusterRoleBinding [`CLUSTER_ROLE_BINDING`] that the operator keeps
+//! (server-side apply, field manager `mcp-operator`), listing the gateway ServiceAccounts
+//! of exactly the servers that some McpBinding with ServiceAccount subjects targets — no
+//! other gateway may review tokens.
+//!
+//! [`desired_subjects`] and [`cluster_role_binding`] are pure; [`run`] watches McpServers
+//! and McpBindings (own reflectors, per watched namespace) and re-applies the binding
+//! when its subjects change. It writes nothing while nothing changes, creates nothing
+//! until a subject is needed, and keeps an emptied binding rather than deleting it (no
+//! finalizers: a deleted server or binding just drops out on the next computation).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use tokio::sync::watch;
+
+use crate::api::{McpBinding, McpServer};
+
+/// The ClusterRole granting `create tokenreviews` (config/rbac, the chart).
+pub const CLUSTER_ROLE: &str = "mcp-operator-gateway-tokenreview";
+/// The ClusterRoleBinding the operator keeps.
+pub const CLUSTER_ROLE_BINDING: &str = "mcp-operator-gateways";
+const FIELD_MANAGER: &str = "mcp-operator";
+/// Changes arriving this close together are handled once.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Wait before retrying a failed write.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// The ServiceAccount (namespace, name) a server's gateway runs as, or None when the
+/// server has no gateway pod (a remote server with the gateway disabled, or an invalid
+/// spec, which gets no pod either).
+pub fn gateway_service_account(server: &McpServer) -> Option<(String, String)> {
+    let namespace = server.namespace()?;
+    let name = server.metadata.name.clone()?;
+    let spec = &server.spec;
+    if spec.gateway.as_ref().is_some_and(|g| !g.enabled) {
+        return None;
+    }
+    match (&spec.container, &spec.remote) {
+        (Some(c), None) => Some((
+            namespace,
+            c.service_account_name
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(name),
+        )),
+        (None, Some(_)) => Some((namespace, name)),
+        _ => None,
+    }
+}
+
+/// Whether `binding` targets `server`: same namespace, and named in `spec.servers` or
+/// matched by `spec.serverSelector`.
+pub fn targets(binding: &McpBinding, server: &McpServer) -> bool {
+    if binding.namespace() != server.namespace() {
+        return false;
+    }
+    let name = server.name_any();
+    binding.spec.servers.iter().any(|s| s.name == name)
+        || binding
+            .spec
+            .server_selector
+            .as_ref()
+            .is_some_and(|sel| selector_matches(sel, server.labels()))
+}
+
+/// `metav1.LabelSelector` semantics: all of matchLabels and matchExpressions; an empty
+/// selector matches everything; an unknown operator matches nothing.
+fn selector_matches(
+    selector: &LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}
+
+/// The subjects: the gateway ServiceAccount of every server targeted by a binding that
+/// has ServiceAccount subjects; sorted, without duplicates.
+pub fn desired_subjects<'a>(
+    servers: impl IntoIterator<Item = &'a McpServer>,
+    bindings: impl IntoIterator<Item = &'a McpBinding>,
+) -> Vec<Subject> {
+    let bindings: Vec<&McpBinding> = bindings
+        .into_iter()
+        .filter(|b| !b.spec.subjects.is_empty() && b.metadata.deletion_timestamp.is_none())
+        .collect();
+    let accounts: BTreeSet<(String, String)> = servers
+        .into_iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .filter(|s| bindings.iter().any(|b| targets(b, s)))
+        .filter_map(gateway_service_account)
+        .collect();
+    accounts
+        .into_iter()
+        .map(|(namespace, name)| Subject {
+            api_group: None,
+            kind: "ServiceAccount".into(),
+            name,
+            namespace: Some(namespace),
+        })
+        .collect()
+}
+
+/// The ClusterRoleBinding [`CLUSTER_ROLE_BINDING`] with these subjects.
+pub fn cluster_role_binding(subjects: Vec<Subject>) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(CLUSTER_ROLE_BINDING.into()),
+            labels: Some(
+                [
+                    ("app.kubernetes.io/managed-by", "mcp-operator"),
+                    ("app.kubernetes.io/component", "gateway"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: CLUSTER_ROLE.into(),
+        },
+        subjects: Some(subjects),
+    }
+}
+
+fn same_subjects(a: &[Subject], b: &[Subject]) -> bool {
+    let key = |s: &Subject| (s.kind.clone(), s.namespace.clone(), s.name.clone());
+    let a: BTreeSet<_> = a.iter().map(key).collect();
+    let b: BTreeSet<_> = b.iter().map(key).collect();
+    a == b
+}
+
+/// What one reflector stream reports.
+enum Change {
+    Synced(usize),
+    Changed,
+    Error,
+}
+
+fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn reflect<K>(
+    client: &Client,
+    ns: Option<&str>,
+    index: usize,
+) -> (Store<K>, BoxStream<'static, Change>)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(scoped::<K>(client, ns), watcher::Config::default()),
+    )
+    .default_backoff()
+    .map(move |event| match event {
+        Ok(watcher::Event::InitDone) => Change::Synced(index),
+        Ok(_) => Change::Changed,
+        Err(error) => {
+            tracing::debug!(%error, "tokenreview binding: watch error");
+            Change::Error
+        }
+    })
+    .boxed();
+    (reader, stream)
+}
+
+/// Keeps [`CLUSTER_ROLE_BINDING`] in line with the servers and bindings of `scopes`
+/// (None: every namespace) until `stop` turns true.
+pub async fn run(client: Client, scopes: Vec<Option<String>>, mut stop: watch::Receiver<bool>) {
+    let mut servers = Vec::new();
+    let mut bindings = Vec::new();
+    let mut streams = Vec::new();
+    for scope in &scopes {
+        let (store, stream) = reflect::<McpServer>(&client, scope.as_deref(), streams.len());
+        servers.push(store);
+        streams.push(stream);
+        let (store, stream) = reflect::<McpBinding>(&client, scope.as_deref(), streams.len());
+        bindings.push(store);
+        streams.push(stream);
+    }
+    let mut synced = vec![false; streams.len()];
+    let mut changes = futures::stream::select_all(streams);
+    let api: Api<ClusterRoleBinding> = Api::all(client);
+    let mut applied: Option<Vec<Subject>> = None;
+    let mut retry: Option<tokio::time::Instant> = None;
+    loop {
+        let mut dirty = false;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            change = changes.next() => match change {
+                None => return,
+                Some(Change::Synced(i)) => { synced[i] = true; dirty = true; }
+                Some(Change::Changed) => dirty = true,
+                Some(Change::Error) => {}
+            },
+            () = sleep_until(retry) => { retry = None; dirty = true; }
+        }
+        if !dirty || synced.iter().any(|s| !s) {
+            continue;
+        }
+        // Let a burst of changes (start-up, a bulk apply) settle into one computation.
+        let settle = tokio::time::sleep(DEBOUNCE);
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                () = &mut settle => break,
+                change = changes.next() => if let Some(Change::Synced(i)) = change { synced[i] = true },
+            }
+        }
+        let all_servers: Vec<_> = servers.iter().flat_map(Store::state).collect();
+        let all_bindings: Vec<_> = bindings.iter().flat_map(Store::state).collect();
+        let desired = desired_subjects(
+            all_servers.iter().map(|s| &**s),
+            all_bindings.iter().map(|b| &**b),
+        );
+        if applied
+            .as_deref()
+            .is_some_and(|a| same_subjects(a, &desired))
+        {
+            continue;
+        }
+        match sync(&api, &desired, applied.is_none()).await {
+            Ok(()) => {
+                applied = Some(desired);
+                retry = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, binding = CLUSTER_ROLE_BINDING, "cannot update the ClusterRoleBinding of gateways that check ServiceAccount tokens; retrying in 30 s");
+                retry = Some(tokio::time::Instant::now() + RETRY);
+            }
+        }
+    }
+}
+
+/// Applies `desired` unless (on the first pass) the stored binding already has it, or
+/// there is none and none is needed.
+async fn sync(
+    api: &Api<ClusterRoleBinding>,
+    desired: &[Subject],
+    first: bool,
+) -> Result<(), kube::Error> {
+    if first {
+        match api.get_opt(CLUSTER_ROLE_BINDING).await? {
+            Some(existing)
+                if same_subjects(existing.subjects.as_deref().unwrap_or_default(), desired) =>
+            {
+                return Ok(());
+            }
+            None if desired.is_empty() => return Ok(()),
+            _ => {}
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(
+        CLUSTER_ROLE_BINDING,
+        &params,
+        &Patch::Apply(&cluster_role_binding(desired.to_vec())),
+    )
+    .await?;
+    tracing::info!(
+        binding = CLUSTER_ROLE_BINDING,
+        gateways = desired.len(),
+        "gateways allowed to review ServiceAccount tokens updated"
+    );
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn server(
+        ns: &str,
+        name: &str,
+        labels: serde_json::Value,
+        spec: serde_json::Value,
+    ) -> McpServer {
+        serde_json::from_value(json!({
+            "apiVersion": "mcp-operator.dev/v1alpha1", "kind": "McpServer",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn container(sa: Option<&str>) -> serde_json::Value {
+        let mut c = json!({"image": "x"});
+        if let Some(sa) = sa {
+            c["serviceAccountName"] = json!(sa);
+        }
+        json!({"transport": "StreamableHttp", "container": c})
+    }
+
+    fn binding(ns: &str, name: &str, spec: serde_json::Value) -> McpBinding {
+        serde_json::from_value(json!({
+            "apiVersion": "mcp-operator.dev/v1alpha1", "kind": "McpBinding",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn names(subjects: &[Subject]) -> Vec<String> {
+        subjects
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace.as_deref().unwrap_or_default(), s.name))
+            .collect()
+    }
+
+    #[test]
+    fn lists_gateways_of_servers_targeted_by_bindings_with_service_accounts() {
+        let servers = [
+            server("agents", "memory", json!({}), container(None)),
+            server(
+                "agents",
+                "search",
+                json!({"tier": "web"}),
+                container(Some("search-sa")),
+            ),
+            server("agents", "files", json!({"tier": "web"}), container(None)),
+            server("agents", "untargeted", json!({}), container(None)),
+            server(
+                "agents",
+                "catalogue",
+                json!({"tier": "web"}),
+                json!({"transport": "StreamableHttp", "remote": {"url": "https://x"}, "gateway": {"enabled": false}}),
+            ),
+            server(
+                "agents",
+                "remote",
+                json!({}),
+                json!({"transport": "StreamableHttp", "remote": {"url": "https://x"}}),
+            ),
+            server("other", "memory", json!({}), container(None)),
+        ];
+        let sa = json!([{"kind": "ServiceAccount", "name": "bot"}]);
+        let bindings = [
+            binding(
+                "agents",
+                "by-name",
+                json!({"servers": [{"name": "memory"}, {"name": "remote"}], "subjects": sa}),
+            ),
+            binding(
+                "agents",
+                "by-label",
+                json!({"serverSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}, "subjects": sa}),
+            ),
+            // Token-only bindings need no TokenReview.
+            binding(
+                "agents",
+                "tokens-only",
+                json!({"servers": [{"name": "untargeted"}]}),
+            ),
+        ];
+        let subjects = desired_subjects(&servers, &bindings);
+        assert_eq!(
+            names(&subjects),
+            [
+                "agents/files",
+                "agents/memory",
+                "agents/remote",
+                "agents/search-sa"
+            ]
+        );
+        assert!(subjects.iter().all(|s| s.kind == "ServiceAccount"));
+        assert!(desired_subjects(&servers, &bindings[2..]).is_empty());
+        let crb = cluster_role_binding(subjects);
+        assert_eq!(crb.metadata.name.as_deref(), Some(CLUSTER_ROLE_BINDING));
+        assert_eq!(crb.role_ref.name, CLUSTER_ROLE);
+        assert_eq!(crb.role_ref.kind, "ClusterRole");
+    }
+
+    #[test]
+    fn selectors_follow_label_selector_semantics() {
+        let labels = [("tier".to_owned(), "web".to_owned())]
+            .into_iter()
+            .collect();
+        let sel = |v: serde_json::Value| -> LabelSelector { serde_json::from_value(v).unwrap() };
+        assert!(selector_matches(&sel(json!({})), &labels));
+        assert!(selector_matches(
+            &sel(json!({"matchLabels": {"tier": "web"}})),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(json!({"matchLabels": {"tier": "db"}})),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]})),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(
+                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["web"]}]})
+            ),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]})),
+            &labels
+        ));
+    }
+}

@@ -1,0 +1,238 @@
+//! The playground, in-process: the embedded API server with the CRDs installed, the
+//! operator (`run_with`, Services resolving to loopback addresses) and the pod runner,
+//! plus a kubeconfig for kubectl and kube clients. `mcp-operator dev` and the end-to-end
+//! tests both start one. [`Playground::stop`] stops the pods (no process is left), the
+//! operator and the API server.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use super::{
+    addresses::LoopbackAddresses,
+    host,
+    manifests::{self, Applied, FIELD_MANAGER},
+    runner::{Runner, RunnerConfig, TokenIssuer, pod::log_path, process},
+};
+use crate::{
+    api::crd,
+    apiserver::{ApiServer, ApiServerHandle, ApiServerOptions},
+    controller::run::{RunConfig, run_with},
+};
+
+/// The image name the playground's operator puts in pods; the runner runs the operator
+/// binary for it.
+pub const DEV_IMAGE: &str = "ghcr.io/mcp-operator/mcp-operator:dev";
+/// The operator's namespace in the playground.
+pub const OPERATOR_NAMESPACE: &str = "mcp-operator-system";
+
+/// How to start a playground.
+#[derive(Clone, Debug)]
+pub struct PlaygroundOptions {
+    /// Where pod directories, logs, shims and the kubeconfig go.
+    pub dir: PathBuf,
+    /// The `mcp-operator` binary the operator image stands for.
+    pub operator_binary: PathBuf,
+    /// The pinned peers folder (see [`host`]); None runs the host's tools as they are.
+    pub peers: Option<PathBuf>,
+}
+
+/// A running playground.
+pub struct Playground {
+    api: Arc<ApiServerHandle>,
+    client: Client,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    addresses: Arc<LoopbackAddresses>,
+    operator_stop: Option<oneshot::Sender<()>>,
+    operator: JoinHandle<()>,
+    runner: Option<Runner>,
+}
+
+struct Tokens(Arc<ApiServerHandle>);
+
+impl TokenIssuer for Tokens {
+    fn issue(&self, namespace: &str, name: &str) -> String {
+        self.0.service_account_token(namespace, name)
+    }
+}
+
+impl Playground {
+    /// Starts everything and waits until the operator runs.
+    pub async fn start(options: PlaygroundOptions) -> anyhow::Result<Playground> {
+        std::fs::create_dir_all(&options.dir)
+            .with_context(|| format!("creating {}", options.dir.display()))?;
+        let dir = std::fs::canonicalize(&options.dir)?;
+        let api = Arc::new(
+            ApiServer::start(ApiServerOptions::default())
+                .await
+                .context("starting the embedded API server")?,
+        );
+        let kubeconfig = dir.join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig)?;
+        let client = api.client()?;
+        install_crds(&client).await?;
+        for ns in ["default", OPERATOR_NAMESPACE] {
+            manifests::ensure_namespace(&client, ns).await?;
+        }
+        let addresses = Arc::new(LoopbackAddresses::default());
+        let mut config = RunConfig::new(OPERATOR_NAMESPACE, DEV_IMAGE);
+        config.pod_name = Some("mcp-operator-dev".into());
+        config.service_addresses = Some(addresses.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let operator_client = client.clone();
+        let operator = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop_rx.await;
+            };
+            if let Err(error) = run_with(operator_client, config, stopped).await {
+                tracing::error!(%error, "the operator stopped");
+            }
+        });
+        let host = host::prepare(&dir, options.peers.as_deref())?;
+        let runner = Runner::start(
+            client.clone(),
+            RunnerConfig {
+                root: dir.clone(),
+                operator_image: DEV_IMAGE.to_owned(),
+                operator_binary: options.operator_binary.clone(),
+                host,
+                tokens: Some(Arc::new(Tokens(api.clone()))),
+                api_url: Some(api.url()),
+                addresses: addresses.clone(),
+            },
+        );
+        Ok(Playground {
+            api,
+            client,
+            dir,
+            kubeconfig,
+            addresses,
+            operator_stop: Some(stop_tx),
+            operator,
+            runner: Some(runner),
+        })
+    }
+
+    /// An admin client.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The kubeconfig file (admin, namespace `default`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The API server's URL.
+    pub fn url(&self) -> String {
+        self.api.url()
+    }
+
+    /// The playground's directory (pods, logs, shims, kubeconfig).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The address book Services resolve through.
+    pub fn addresses(&self) -> &LoopbackAddresses {
+        &self.addresses
+    }
+
+    /// A ServiceAccount token accepted by the embedded API server.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.api.service_account_token(namespace, name)
+    }
+
+    /// Reads and server-side applies manifests (see [`manifests`]).
+    pub async fn apply(
+        &self,
+        paths: &[PathBuf],
+        default_namespace: &str,
+    ) -> anyhow::Result<Vec<Applied>> {
+        let docs = manifests::load(paths)?;
+        manifests::apply(&self.client, &docs, default_namespace).await
+    }
+
+    /// What container `container` of Deployment `namespace/deployment`'s pods printed
+    /// (every pod, old ones included, in name order).
+    pub fn logs(&self, namespace: &str, deployment: &str, container: &str) -> String {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("pods").join(namespace)) else {
+            return String::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(deployment))
+                    .is_some_and(|rest| rest.starts_with('-') && rest.matches('-').count() == 2)
+            })
+            .collect();
+        dirs.sort();
+        dirs.iter()
+            .filter_map(|d| std::fs::read_to_string(log_path(d, container)).ok())
+            .collect()
+    }
+
+    /// Pids of live processes started for Deployment `namespace/deployment`'s pods
+    /// (descendants included; Linux only, empty elsewhere).
+    pub fn processes(&self, namespace: &str, deployment: &str) -> Vec<u32> {
+        process::marked_processes(&format!("{namespace}/{deployment}/"))
+    }
+
+    /// Stops the pods, the operator and the API server.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(runner) = self.runner.take() {
+            runner.stop().await;
+        }
+        if let Some(stop) = self.operator_stop.take() {
+            let _ = stop.send(());
+            if tokio::time::timeout(Duration::from_secs(10), &mut self.operator)
+                .await
+                .is_err()
+            {
+                self.operator.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Playground {
+    fn drop(&mut self) {
+        // Pods not stopped gracefully are killed: their process groups go when the
+        // runner's tasks are dropped with the runtime.
+        self.operator.abort();
+    }
+}
+
+/// Server-side applies the CRDs and waits until they are served.
+async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crd::all() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("installing CRD {name}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! The operator side of ServiceAccount tokens: the task of `src/controller/tokenreview.rs`
+//! keeps the ClusterRoleBinding `mcp-operator-gateways` listing the gateway
+//! ServiceAccounts of exactly the servers targeted by McpBindings with ServiceAccount
+//! subjects. It runs as the operator's ServiceAccount under every object of
+//! `config/rbac` (the embedded API server's RBAC mode), creates nothing until a subject
+//! is needed, follows servers and bindings as they come and go, and writes nothing
+//! while nothing changes.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use mcp_operator::api::{McpBinding, McpServer, crd};
+use mcp_operator::apiserver::{ApiServer, ApiServerOptions};
+use mcp_operator::controller::tokenreview::{CLUSTER_ROLE, CLUSTER_ROLE_BINDING, run};
+use serde_json::{Value, json};
+
+use crate::support;
+
+const OPERATOR_NS: &str = "mcp-operator-system";
+
+async fn create_all(client: &Client) {
+    let dir = support::repo_path("config/rbac");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .collect();
+    files.sort();
+    let pp = PostParams::default();
+    for path in files {
+        let value: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let ns = value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned();
+        let c = client.clone();
+        match value["kind"].as_str().unwrap() {
+            "ClusterRole" => drop(
+                Api::<ClusterRole>::all(c)
+                    .create(&pp, &serde_json::from_value(value).unwrap())
+                    .await
+                    .unwrap(),
+            ),
+            "ClusterRoleBinding" => drop(
+                Api::<ClusterRoleBinding>::all(c)
+                    .create(&pp, &serde_json::from_value(value).unwrap())
+                    .await
+                    .unwrap(),
+            ),
+            "Role" => drop(
+                Api::<Role>::namespaced(c, &ns)
+                    .create(&pp, &serde_json::from_value(value).unwrap())
+                    .await
+                    .unwrap(),
+            ),
+            "RoleBinding" => drop(
+                Api::<RoleBinding>::namespaced(c, &ns)
+                    .create(&pp, &serde_json::from_value(value).unwrap())
+                    .await
+                    .unwrap(),
+            ),
+            "ServiceAccount" => drop(
+                Api::<ServiceAccount>::namespaced(c, &ns)
+                    .create(&pp, &serde_json::from_value(value).unwrap())
+                    .await
+                    .unwrap(),
+            ),
+            other => panic!("{}: unexpected kind {other}", path.display()),
+        }
+    }
+}
+
+async fn subjects(admin: &Client) -> Option<(Vec<String>, String)> {
+    let crb = Api::<ClusterRoleBinding>::all(admin.clone())
+        .get_opt(CLUSTER_ROLE_BINDING)
+        .await
+        .unwrap()?;
+    assert_eq!(crb.role_ref.name, CLUSTER_ROLE);
+    let names = crb
+        .subjects
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| format!("{}/{}", s.namespace.unwrap_or_default(), s.name))
+        .collect();
+    Some((names, crb.metadata.resource_version.unwrap()))
+}
+
+/// Polls until the binding lists exactly `want` (15 s deadline); its resourceVersion.
+async fn wait_subjects(admin: &Client, want: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = subjects(admin).await;
+        if let Some((names, rv)) = &got
+            && names == want
+        {
+            return rv.clone();
+        }
+        assert!(Instant::now() < deadline, "wanted {want:?}, have {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_keeps_the_gateways_tokenreview_binding() {
+    let api = ApiServer::start(ApiServerOptions::default()).await.unwrap();
+    let admin = api.client().unwrap();
+    for crd in crd::all() {
+        Api::<CustomResourceDefinition>::all(admin.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .unwrap();
+    }
+    for ns in [OPERATOR_NS, "agents", "other"] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+    create_all(&admin).await;
+    let operator = api
+        .service_account_client(OPERATOR_NS, "mcp-operator")
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run(operator, vec![None], stop_rx));
+
+    let servers = |ns: &str| Api::<McpServer>::namespaced(admin.clone(), ns);
+    let bindings = |ns: &str| Api::<McpBinding>::namespaced(admin.clone(), ns);
+    let pp = PostParams::default();
+    let server = |name: &str, labels: Value, sa: Option<&str>| -> McpServer {
+        let mut container = json!({"image": "ghcr.io/example/mcp:1", "port": 3000});
+        if let Some(sa) = sa {
+            container["serviceAccountName"] = json!(sa);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "mcp-operator.dev/v1alpha1", "kind": "McpServer",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"transport": "StreamableHttp", "container": container},
+        }))
+        .unwrap()
+    };
+    let binding = |name: &str, spec: Value| -> McpBinding {
+        serde_json::from_value(json!({
+            "apiVersion": "mcp-operator.dev/v1alpha1", "kind": "McpBinding",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    servers("agents")
+        .create(&pp, &server("memory", json!({}), None))
+        .await
+        .unwrap();
+    servers("agents")
+        .create(
+            &pp,
+            &server("search", json!({"tier": "web"}), Some("search-sa")),
+        )
+        .await
+        .unwrap();
+    servers("other")
+        .create(&pp, &server("memory", json!({}), None))
+        .await
+        .unwrap();
+    // A binding without ServiceAccount subjects needs no TokenReview: nothing is created.
+    bindings("agents")
+        .create(
+            &pp,
+            &binding("tokens", json!({"servers": [{"name": "memory"}]})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(subjects(&admin).await, None);
+
+    let sa = json!([{"kind": "ServiceAccount", "name": "bot"}]);
+    bindings("agents")
+        .create(
+            &pp,
+            &binding(
+                "bot",
+                json!({"servers": [{"name": "memory"}], "subjects": sa}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_subjects(&admin, &["agents/memory"]).await;
+    bindings("agents")
+        .create(
+            &pp,
+            &binding(
+                "web",
+                json!({"serverSelector": {"matchLabels": {"tier": "web"}}, "subjects": sa}),
+            ),
+        )
+        .await
+        .unwrap();
+    let rv = wait_subjects(&admin, &["agents/memory", "agents/search-sa"]).await;
+
+    // Settled: no write while nothing changes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(subjects(&admin).await.unwrap().1, rv, "written while idle");
+
+    // Servers and bindings leaving drop their gateways; the emptied binding stays.
+    servers("agents")
+        .delete("search", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_subjects(&admin, &["agents/memory"]).await;
+    bindings("agents")
+        .delete("bot", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_subjects(&admin, &[]).await;
+
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the task stops")
+        .unwrap();
+}
