@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -19,7 +19,7 @@ use super::{
     context::{Context, FIELD_MANAGER},
     error::{Error, is_not_found},
 };
-use crate::{api::McpServer, controller::build::labels::children_selector};
+use crate::api::McpServer;
 
 /// Annotation holding the SHA-256 of the object as last applied.
 pub const HASH_ANNOTATION: &str = "mcp-operator.dev/applied-hash";
@@ -97,32 +97,48 @@ pub async fn apply<K: Child>(
     Ok(change)
 }
 
-/// Deletes owned children of kind `K` (by label and ownerReference uid) whose names are
-/// not in `wanted`. Returns the names deleted.
+/// Deletes the child of kind `K` named `candidate` when it is not wanted and is owned by
+/// `server` (controller ownerReference with the server's uid). Every child kind has one
+/// deterministic name per server (`<server>` or `<server>-gateway`), so pruning is a get
+/// by name, and nothing at all when the child is wanted: no label-selected list per
+/// reconcile, which would cost O(objects) on every API server. Returns the deleted name.
 pub async fn prune<K: Child>(
     ctx: &Context,
     server: &McpServer,
+    candidate: &str,
     wanted: &[String],
-) -> Result<Vec<String>, Error> {
+) -> Result<Option<String>, Error> {
+    if wanted.iter().any(|w| w == candidate) {
+        return Ok(None);
+    }
     let ns = server.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = children_selector(&server.name_any());
     let uid = server.uid().unwrap_or_default();
-    let mut deleted = Vec::new();
-    for obj in api.list(&ListParams::default().labels(&selector)).await? {
-        let owned = obj.owner_references().iter().any(|o| o.uid == uid);
-        let name = obj.name_any();
-        if !owned || wanted.contains(&name) || obj.meta().deletion_timestamp.is_some() {
-            continue;
-        }
-        ctx.may_write()?;
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(name),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let obj = match api.get(candidate).await {
+        Ok(obj) => obj,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let owned = obj
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == uid && o.controller == Some(true));
+    if !owned || obj.meta().deletion_timestamp.is_some() {
+        return Ok(None);
     }
-    Ok(deleted)
+    ctx.may_write()?;
+    let precondition = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: obj.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(candidate, &precondition).await {
+        Ok(_) => Ok(Some(candidate.to_owned())),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether the stored object must be re-applied: our last-applied hash differs, or a

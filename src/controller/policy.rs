@@ -402,7 +402,7 @@ pub fn controller(
         })
         .boxed();
     let ready = async move {
-        let _ = policies.wait_until_ready().await;
+        super::run::synced(&policies).await;
     }
     .boxed();
     (run, ready)

@@ -409,11 +409,31 @@ fn controller(
         });
     let run = futures::future::join(run, bindings_run).map(|_| ()).boxed();
     let ready = async move {
-        let _ = servers.wait_until_ready().await;
-        let _ = bindings.wait_until_ready().await;
+        synced(&servers).await;
+        synced(&bindings).await;
     }
     .boxed();
     (run, ready)
+}
+
+/// Completes once `store` has seen its first complete list. Polls rather than waiting
+/// once: kube-runtime's readiness signal wakes only the last of several waiters (the
+/// Controller's own runner waits on it too), so a single `wait_until_ready` can sleep
+/// forever.
+pub(crate) async fn synced<K>(store: &kube::runtime::reflector::Store<K>)
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let wait = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            store.wait_until_ready(),
+        );
+        if wait.await.is_ok() {
+            return;
+        }
+    }
 }
 
 /// Completes once `stop` turns true.

@@ -382,15 +382,17 @@ async fn apply_children(ctx: &Context, server: &McpServer, desired: Desired) -> 
         url: _,
     } = desired;
     let mut changes: Vec<(&str, String, Change)> = Vec::new();
+    let name = server.name_any();
+    let gateway_name = format!("{name}-gateway");
     macro_rules! one {
-        ($kind:literal, $ty:ty, $obj:expr) => {{
+        ($kind:literal, $ty:ty, $obj:expr, $child_name:expr) => {{
             let wanted: Vec<String> = $obj.iter().map(|o| o.name_any()).collect();
             if let Some(obj) = $obj {
                 let name = obj.name_any();
                 let change = apply::apply::<$ty>(ctx, server, obj).await?;
                 changes.push(($kind, name, change));
             }
-            for name in apply::prune::<$ty>(ctx, server, &wanted).await? {
+            if let Some(name) = apply::prune::<$ty>(ctx, server, $child_name, &wanted).await? {
                 record(
                     ctx,
                     server,
@@ -401,13 +403,13 @@ async fn apply_children(ctx: &Context, server: &McpServer, desired: Desired) -> 
             }
         }};
     }
-    one!("ServiceAccount", ServiceAccount, service_account);
-    one!("Role", Role, role);
-    one!("RoleBinding", RoleBinding, role_binding);
-    one!("Secret", Secret, gateway_secret);
-    one!("NetworkPolicy", NetworkPolicy, network_policy);
-    one!("Deployment", Deployment, deployment);
-    one!("Service", Service, service);
+    one!("ServiceAccount", ServiceAccount, service_account, &name);
+    one!("Role", Role, role, &gateway_name);
+    one!("RoleBinding", RoleBinding, role_binding, &gateway_name);
+    one!("Secret", Secret, gateway_secret, &gateway_name);
+    one!("NetworkPolicy", NetworkPolicy, network_policy, &name);
+    one!("Deployment", Deployment, deployment, &name);
+    one!("Service", Service, service, &name);
     for (kind, name, change) in changes {
         let reason = match change {
             Change::Created => "Created",

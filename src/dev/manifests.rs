@@ -51,11 +51,7 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<Document>> {
                 .with_context(|| format!("reading {}", path.display()))?
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| {
-                    p.is_file()
-                        && p.extension()
-                            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-                })
+                .filter(|p| p.is_file() && is_manifest(p))
                 .collect();
             found.sort();
             files.extend(found);

@@ -72,6 +72,7 @@ async fn serve(args: &DevArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| temp.clone())
         .context("a directory")?;
+    let stop = shutdown_signal();
     let peers = host::peers_dir(args.peers.as_deref());
     let playground = Playground::start(PlaygroundOptions {
         dir,
@@ -93,7 +94,7 @@ async fn serve(args: &DevArgs) -> anyhow::Result<()> {
         for a in &applied {
             println!("  applied {a}");
         }
-        report::follow(&playground.client(), shutdown_signal()).await
+        report::follow(&playground.client(), stop).await
     }
     .await;
     println!("stopping: pods, operator, API server");
@@ -104,22 +105,37 @@ async fn serve(args: &DevArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal during start-up is not lost (nor does it
+/// kill the process before the pods are stopped).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let handlers = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        match handlers {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -73,6 +73,13 @@ impl Playground {
         std::fs::create_dir_all(&options.dir)
             .with_context(|| format!("creating {}", options.dir.display()))?;
         let dir = std::fs::canonicalize(&options.dir)?;
+        let reaped = process::reap_orphans();
+        if reaped > 0 {
+            tracing::warn!(
+                reaped,
+                "killed processes left by an earlier playground that did not stop cleanly"
+            );
+        }
         let api = Arc::new(
             ApiServer::start(ApiServerOptions::default())
                 .await

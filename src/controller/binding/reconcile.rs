@@ -123,13 +123,28 @@ async fn issue(
     })?;
     let desired = secret::desired(binding, owner, &served, &state);
     let applied = apply_secret(ctx, desired, existing).await?;
-    let name = binding.secret_name();
+    let note = secret_note(applied, change, &state, &binding.secret_name(), &served);
+    if let Some((reason, note)) = note {
+        tracing::info!(binding = %binding.name_any(), namespace = ?binding.namespace(), reason, "{note}");
+        record(ctx, binding, false, reason, note).await;
+    }
+    Ok(state)
+}
+
+/// The Event (reason, note) for what happened to the Secret, if anything did.
+fn secret_note(
+    applied: Change,
+    change: TokenChange,
+    state: &TokenState,
+    name: &str,
+    served: &[(String, String)],
+) -> Option<(&'static str, String)> {
     let names = served
         .iter()
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let note = match (applied, change) {
+    match (applied, change) {
         (Change::Unchanged, _) => None,
         (Change::Created, _) => Some((
             "Created",
@@ -156,12 +171,7 @@ async fn issue(
             "Updated",
             format!("updated Secret {name} (servers: {names})"),
         )),
-    };
-    if let Some((reason, note)) = note {
-        tracing::info!(binding = %binding.name_any(), namespace = ?binding.namespace(), reason, "{note}");
-        record(ctx, binding, false, reason, note).await;
     }
-    Ok(state)
 }
 
 /// Server-side applies the Secret when its content (hash annotation) or a field we set

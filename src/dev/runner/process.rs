@@ -19,6 +19,10 @@ use super::spec::ProcessSpec;
 /// runner starts; inherited by their children.
 pub const POD_MARKER_ENV: &str = "MCP_OPERATOR_DEV_POD";
 
+/// Environment variable holding the pid of the `mcp-operator dev` (or test) process that
+/// started a process: [`reap_orphans`] kills what a session that died hard left behind.
+pub const SESSION_ENV: &str = "MCP_OPERATOR_DEV_SESSION";
+
 /// The pod's address, for the Node preload of [`crate::dev::host`].
 pub const POD_IP_ENV: &str = "MCP_OPERATOR_DEV_POD_IP";
 
@@ -108,6 +112,7 @@ pub fn spawn(
         cmd.env("KUBECONFIG", kubeconfig);
     }
     cmd.env(POD_MARKER_ENV, pod.marker);
+    cmd.env(SESSION_ENV, std::process::id().to_string());
     cmd.env(POD_IP_ENV, pod.ip.to_string());
     if let Some(dir) = spec.working_dir.as_ref().or(host.working_dir.as_ref()) {
         cmd.current_dir(dir);
@@ -161,6 +166,38 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.signal_group("KILL");
     }
+}
+
+/// Kills processes started by sessions that are gone (killed with SIGKILL, say, so they
+/// could not stop their pods); returns how many. Linux only (/proc), else 0.
+pub fn reap_orphans() -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let needle = format!("{SESSION_ENV}=");
+    let mut reaped = 0;
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let session = environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(needle.as_bytes()))
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok());
+        if let Some(session) = session
+            && !Path::new(&format!("/proc/{session}")).exists()
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            reaped += 1;
+        }
+    }
+    reaped
 }
 
 /// Pids of live processes carrying `marker` in [`POD_MARKER_ENV`] (Linux: /proc;

@@ -104,3 +104,30 @@ async fn spec_changes_update_prune_and_delete_children() {
     all_gone(&client, ns, "memory").await;
     operator.stop().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn readyz_turns_ready_once_every_watch_synced() {
+    let (_server, client) = cluster().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut config = config();
+    config.admin_addr = Some(([127, 0, 0, 1], port).into());
+    let operator = Operator::start(client.clone(), config);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    eventually("/readyz answers 200", 20, || {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    operator.stop().await.expect("clean stop");
+}

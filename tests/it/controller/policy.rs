@@ -1063,5 +1063,23 @@ async fn egress_follows_the_policies() {
     .await;
     delete_policy(&client, ns, "https").await;
     wait_egress(&client, ns, "memory", &["Ingress"], &[]).await;
+    wait_policy(&client, ns, "internal", "targets memory", |s| {
+        s.targets == ["memory"]
+    })
+    .await;
+
+    // Settled with a policy in place: the two controllers do not wake each other.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = operator.metrics.writes();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if operator.metrics.writes() == seen {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never settles");
+    }
+    let settled = operator.metrics.writes();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(operator.metrics.writes(), settled, "writes while idle");
     operator.stop().await.expect("clean shutdown");
 }
