@@ -204,7 +204,79 @@ async fn accept(
     } else {
         message
     };
+    if running && let Ok(build_ctx) = build_ctx {
+        refresh_running_gateway(ctx, server, build_ctx).await?;
+    }
     Ok((Acceptance::Rejected { reason, message }, None))
+}
+
+/// A refused server that still runs from an earlier accepted spec keeps enforcing the
+/// current governance: its gateway Secret gets the current merged policy and bindings
+/// (a deny added, a binding deleted or rotated takes effect at once), while everything
+/// else in it — auth, prefix, pins, upstream: what the refused spec says — stays as last
+/// accepted. Nothing is written when the governance part is unchanged.
+async fn refresh_running_gateway(
+    ctx: &Context,
+    server: &McpServer,
+    build_ctx: &BuildContext,
+) -> Result<(), Error> {
+    use crate::gateway::config::{CONFIG_KEY, GatewayConfig};
+    let ns = server.namespace().unwrap_or_default();
+    let name = format!("{}-gateway", server.name_any());
+    let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?
+    else {
+        return Ok(());
+    };
+    let owned = secret
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == server.uid().as_ref() && o.controller == Some(true));
+    let current = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(CONFIG_KEY))
+        .and_then(|b| std::str::from_utf8(&b.0).ok())
+        .and_then(|text| GatewayConfig::parse(text).ok());
+    let (true, Some(current)) = (owned, current) else {
+        return Ok(());
+    };
+    let mut bindings = build_ctx.bindings.clone();
+    bindings.sort_by(|a, b| a.name.cmp(&b.name));
+    let updated = GatewayConfig {
+        policy: build_ctx.policy.clone(),
+        bindings,
+        ..current.clone()
+    };
+    if updated == current {
+        return Ok(());
+    }
+    let json = serde_json::to_vec_pretty(&updated).map_err(|e| Error::serde(&name, e))?;
+    let desired = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns),
+            labels: secret.metadata.labels.clone(),
+            ..Default::default()
+        },
+        type_: secret.type_.clone(),
+        data: Some(std::collections::BTreeMap::from([(
+            CONFIG_KEY.to_owned(),
+            k8s_openapi::ByteString(json),
+        )])),
+        ..Secret::default()
+    };
+    if apply::apply(ctx, server, desired).await? != Change::Unchanged {
+        record(
+            ctx,
+            server,
+            "Updated",
+            &format!("updated Secret {name}: current policies and bindings, spec still refused"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 async fn accept_spec(
@@ -266,7 +338,7 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
         .collect();
     // Every McpBinding targeting the server: token hashes, narrowing, grants.
     let bindings = super::binding::gateway::for_server(ctx, server).await?;
-    let build_ctx = BuildContext {
+    let mut build_ctx = BuildContext {
         operator_image: ctx.operator_image.clone(),
         probe_token_sha256: vec![ctx.probe_token.sha256.clone()],
         bindings,
@@ -274,6 +346,12 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
     }
     .with_policies(&specs)
     .map_err(|e| e.to_string());
+    // Under an egress policy the gateway still needs the API server (Events, TokenReview).
+    if let Ok(b) = &mut build_ctx
+        && b.egress.is_some()
+    {
+        b.api_server_egress = ctx.api_server_egress.rules().await;
+    }
     let (acceptance, desired) = accept(ctx, server, &policies, &build_ctx).await?;
     if let Some(desired) = &desired {
         apply_children(ctx, server, desired.clone()).await?;

@@ -826,6 +826,49 @@ async fn workload_rules_refuse_without_tearing_down() {
     assert_eq!(kept.spec.as_ref().unwrap().replicas, Some(1));
     assert_eq!(mcp_image(&kept), "node:22-alpine");
 
+    // Governance still reaches the running gateway: a new deny lands in its config,
+    // while the refused spec's own gateway fields (toolPrefix) do not.
+    patch_server(
+        &client,
+        ns,
+        "memory",
+        json!({"spec": {"toolPrefix": "mem_"}}),
+    )
+    .await;
+    create_policy(
+        &client,
+        ns,
+        "no-delete",
+        json!({"targetRefs": [{"name": "memory"}], "tools": {"deny": ["delete_*"]}}),
+    )
+    .await;
+    let refreshed = wait_gateway(
+        &client,
+        ns,
+        "memory",
+        "deny reaches the running gateway",
+        |c| c.policy.deny.iter().any(|d| d == "delete_*"),
+    )
+    .await;
+    assert_eq!(
+        refreshed.tool_prefix, "",
+        "the refused spec's prefix is not rendered"
+    );
+    wait_server(&client, ns, "memory", "still refused", |s| {
+        condition_of(s, "Accepted").1 == "PolicyViolation"
+    })
+    .await;
+    delete_policy(&client, ns, "no-delete").await;
+    wait_gateway(
+        &client,
+        ns,
+        "memory",
+        "deny lifted on the running gateway",
+        |c| c.policy.deny.is_empty(),
+    )
+    .await;
+    patch_server(&client, ns, "memory", json!({"spec": {"toolPrefix": null}})).await;
+
     // Fixing the spec rolls it out.
     patch_server(
         &client,
