@@ -27,6 +27,7 @@ pub fn render(rt: &ResourceType, objects: &[Value], list_metadata: Value) -> Val
         .map(|object| {
             let mut cells = vec![object.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
             cells.extend(rt.printer_columns.iter().map(|c| {
+                // Like the real API server's CRD table convertor: the first match only.
                 let value = evaluate(object, &c.json_path).into_iter().next();
                 cell(&c.type_, value, now)
             }));
@@ -78,10 +79,12 @@ pub fn human_duration(seconds: i64) -> String {
     }
 }
 
-/// A JSONPath step: a field, an index, or a `[?(@.key=="value")]` filter.
+/// A JSONPath step: a field, an index, every element (`[*]`), or a
+/// `[?(@.key=="value")]` filter.
 enum Step {
     Field(String),
     Index(usize),
+    All,
     Filter(String, String),
 }
 
@@ -107,6 +110,8 @@ fn parse(path: &str) -> Vec<Step> {
                         value.trim().trim_matches(['"', '\'']).into(),
                     ));
                 }
+            } else if inside.trim() == "*" {
+                steps.push(Step::All);
             } else if let Ok(index) = inside.parse() {
                 steps.push(Step::Index(index));
             }
@@ -132,6 +137,11 @@ pub fn evaluate<'a>(object: &'a Value, path: &str) -> Vec<&'a Value> {
                 match &step {
                     Step::Field(name) => v.get(name).into_iter().collect(),
                     Step::Index(i) => v.get(*i).into_iter().collect(),
+                    Step::All => match v {
+                        Value::Array(items) => items.iter().collect(),
+                        Value::Object(fields) => fields.values().collect(),
+                        _ => Vec::new(),
+                    },
                     Step::Filter(key, want) => v
                         .as_array()
                         .into_iter()
@@ -148,6 +158,13 @@ pub fn evaluate<'a>(object: &'a Value, path: &str) -> Vec<&'a Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jsonpath_wildcard_selects_every_element() {
+        let object = json!({"status": {"servers": [{"name": "a"}, {"name": "b"}]}});
+        let names: Vec<&Value> = evaluate(&object, ".status.servers[*].name");
+        assert_eq!(names, [&json!("a"), &json!("b")]);
+    }
 
     #[test]
     fn jsonpath_fields_indexes_and_filters() {

@@ -65,7 +65,7 @@ pub fn schedule(
     if !was_available {
         return Schedule::Now("Deployment became Available");
     }
-    let interval = interval(&probe);
+    let interval = next_interval(&probe, status.consecutive_failures.unwrap_or(0));
     let elapsed = now.duration_since(last.time.0);
     let elapsed = Duration::try_from(elapsed).unwrap_or_default();
     let earliest = interval.mul_f64(0.9);
@@ -78,6 +78,22 @@ pub fn schedule(
                 .max(earliest - elapsed),
         )
     }
+}
+
+/// First retry delay after a failed probe; doubles per consecutive failure.
+const RETRY_BASE: Duration = Duration::from_secs(5);
+
+/// When the next probe is due after `failures` consecutive failures: the interval when
+/// the last probe succeeded, else 5 s, 10 s, 20 s … capped at the interval. A server that
+/// is still starting (a stdio child initializing behind a ready gateway) is therefore
+/// re-probed within seconds instead of after a whole interval.
+pub fn next_interval(probe: &ProbeSpec, failures: i32) -> Duration {
+    let interval = interval(probe);
+    if failures <= 0 {
+        return interval;
+    }
+    let factor = 1u32 << (failures - 1).clamp(0, 16);
+    RETRY_BASE.saturating_mul(factor).min(interval)
 }
 
 /// `spec.probe.interval`, parsed.
@@ -227,6 +243,27 @@ pub fn last_probe_time(status: &McpServerStatus) -> Option<Time> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_probes_retry_with_backoff_capped_at_the_interval() {
+        let probe = ProbeSpec {
+            interval: crate::api::common::GoDuration("1m".into()),
+            ..ProbeSpec::default()
+        };
+        let secs = |f| next_interval(&probe, f).as_secs();
+        assert_eq!(
+            [
+                secs(0),
+                secs(1),
+                secs(2),
+                secs(3),
+                secs(4),
+                secs(5),
+                secs(40)
+            ],
+            [60, 5, 10, 20, 40, 60, 60]
+        );
+    }
 
     #[test]
     fn service_urls_go_through_the_proxy() {

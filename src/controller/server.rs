@@ -416,7 +416,10 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
     record_transitions(ctx, server, &old, &new, &acceptance).await;
     let probe = server.spec.probe.clone().unwrap_or_default();
     Ok(match schedule {
-        Schedule::Now(_) => Action::requeue(probes::jittered(probes::interval(&probe))),
+        Schedule::Now(_) => Action::requeue(probes::jittered(probes::next_interval(
+            &probe,
+            new.consecutive_failures.unwrap_or(0),
+        ))),
         Schedule::Later(d) => Action::requeue(d),
         Schedule::Never => Action::await_change(),
     })
@@ -542,9 +545,20 @@ async fn availability(ctx: &Context, ns: &str, name: &str) -> Result<Availabilit
         .as_ref()
         .and_then(|s| s.replicas)
         .unwrap_or(1);
+    if wanted == 0 {
+        return Ok(Availability::Unavailable {
+            reason: "ScaledToZero".into(),
+            message: format!("Deployment {name} is scaled to 0 replicas"),
+        });
+    }
+    let generation = deployment.metadata.generation;
     let status = deployment.status.unwrap_or_default();
     let available = status.available_replicas.unwrap_or(0);
-    if available >= wanted {
+    // A rollout is complete once the Deployment controller saw the latest template and
+    // every replica runs it; until then the pods may still be the old ones.
+    let rolled_out =
+        status.observed_generation >= generation && status.updated_replicas.unwrap_or(0) >= wanted;
+    if available >= wanted && rolled_out {
         return Ok(Availability::Available);
     }
     let stuck = status.conditions.unwrap_or_default().into_iter().find(|c| {

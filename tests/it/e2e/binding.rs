@@ -16,8 +16,8 @@ async fn a_bindings_mcp_json_works_with_the_python_sdk_client() {
         "09-binding.yaml",
     ])
     .await;
-    t.ready("memory", 100).await;
-    t.ready("everything-http", 100).await;
+    t.ready("memory", 60).await;
+    t.ready("everything-http", 60).await;
     let secrets: Api<Secret> = Api::namespaced(t.client.clone(), &t.ns);
     let mcp_json: Value = eventually("Secret research-agent-mcp with mcp.json", 60, || async {
         let secret = secrets.get_opt("research-agent-mcp").await.ok().flatten()?;

@@ -30,7 +30,7 @@ async fn every_example_server_reaches_ready_with_its_tools() {
     ])
     .await;
     for (name, tools) in EXPECTED {
-        let server = t.ready(name, 100).await;
+        let server = t.ready(name, 60).await;
         let status = server.status.expect("status");
         assert_eq!(
             status.tool_count,
