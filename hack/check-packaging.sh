@@ -7,7 +7,7 @@
 #     --strict); our CRs against the generated CRD schemas (structure only: the CEL rules
 #     are exercised by `cargo test`);
 #   - invariants: RBAC scope per install mode, chart and kustomize rules in sync, no write
-#     access to user specs, CRD keep annotation, restricted securityContext, operator
+#     access to user specs, the API-server-endpoints Role alone in `default`, CRD keep annotation, restricted securityContext, operator
 #     flags and env, samples identical to examples, CRD copies identical.
 # Needs the tools from `make peers`; override with HELM, KUBECTL, PYTHON (a Python with
 # kubernetes-validate), K8S_VERSION.
@@ -225,10 +225,31 @@ for name, docs in renders.items():
                {"create", "update", "patch", "delete", "deletecollection", "*"} & set(r.get("verbs", [])):
                 fail(f"{name} {ident(role)}", "writes MCP object specs; only /status may be written")
 
-# kustomize: everything namespaced lands in the operator namespace.
+# The Role (and RoleBinding) reading the API server's endpoints: in `default` in every
+# install mode, with exactly the rules of config/rbac, and the only thing there.
+API_ROLE = "config/rbac/api_server_endpoints_role.yaml"
+api_rules = sorted(norm([r]) + [tuple(sorted(r.get("resourceNames", [])))]
+                   for r in load(API_ROLE)[0]["rules"])
+
+def check_api_server_role(where, docs):
+    in_default = [d for d in docs if (d.get("metadata") or {}).get("namespace") == "default"]
+    roles = of_kind(in_default, "Role")
+    if len(roles) != 1 or len(in_default) != 2:
+        return fail(where, f"expected one Role and its RoleBinding in default, found {[ident(d) for d in in_default]}")
+    got = sorted(norm([r]) + [tuple(sorted(r.get("resourceNames", [])))] for r in roles[0]["rules"])
+    if got != api_rules:
+        fail(f"{where} {ident(roles[0])}", f"rules differ from {API_ROLE}")
+    if not [b for b in of_kind(in_default, "RoleBinding") if b["roleRef"]["name"] == roles[0]["metadata"]["name"]
+            and any(s.get("namespace") == namespace for s in b["subjects"])]:
+        fail(where, f"no RoleBinding in default binding {ident(roles[0])} to the operator")
+
+for name in ("kustomize-default", "helm-default", "helm-namespaced"):
+    check_api_server_role(name, renders[name])
+
+# kustomize: everything namespaced lands in the operator namespace (but the above).
 for d in kz:
     if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding") \
-            and d["metadata"].get("namespace") != namespace:
+            and d["metadata"].get("namespace") not in (namespace, "default"):
         fail(f"kustomize-default {ident(d)}", f"not in namespace {namespace}")
 for b in of_kind(kz, "ClusterRoleBinding") + of_kind(kz, "RoleBinding"):
     for s in b["subjects"]:
@@ -280,7 +301,7 @@ if not of_kind(hn, "ServiceMonitor"):
     fail("helm-namespaced", "serviceMonitor.enabled rendered no ServiceMonitor")
 
 # Every RBAC rule in the sources says which code needs it.
-for path in ["config/rbac/role.yaml", "config/rbac/leader_election_role.yaml",
+for path in ["config/rbac/role.yaml", "config/rbac/leader_election_role.yaml", API_ROLE,
              "charts/mcp-operator/templates/_rbac.tpl", "charts/mcp-operator/templates/rbac.yaml"]:
     lines = open(path).read().splitlines()
     for n, line in enumerate(lines):

@@ -10,7 +10,7 @@ use std::sync::{
 use kube::{Client, runtime::reflector::Store};
 use tokio::sync::Semaphore;
 
-use super::{error::Error, events::Events, metrics::Metrics};
+use super::{api_server::ApiServerEgress, error::Error, events::Events, metrics::Metrics};
 use crate::api::McpServer;
 
 /// Field manager of every write (children and status).
@@ -85,6 +85,8 @@ pub struct Context {
     pub service_proxy: Option<ServiceProxy>,
     /// Set by `mcp-operator dev`: Services resolve to local addresses (probes, status.url).
     pub service_addresses: Option<Arc<dyn ServiceResolver>>,
+    /// The API server's egress rules (read only under an egress policy, cached).
+    pub api_server_egress: Arc<ApiServerEgress>,
 }
 
 impl Context {

@@ -3,6 +3,7 @@
 //! egress rules. Runtime code (client, watches, apply, status) lives in sibling modules;
 //! nothing in `build/` or `validate` may touch a client or do I/O.
 
+pub mod api_server;
 pub mod apply;
 pub mod binding;
 pub mod build;

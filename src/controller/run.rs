@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, watch};
 
 use super::{
+    api_server::ApiServerEgress,
     binding,
     context::{Context, ProbeToken, ServiceProxy, ServiceResolver},
     error::Error,
@@ -272,6 +273,7 @@ async fn lead(
         events,
         probe_token,
         probe_limit,
+        api_server_egress: Arc::new(ApiServerEgress::new(client.clone())),
     };
     let policy_ctx = Arc::new(PolicyContext {
         client: client.clone(),
@@ -311,6 +313,7 @@ struct Shared {
     events: Events,
     probe_token: ProbeToken,
     probe_limit: Arc<Semaphore>,
+    api_server_egress: Arc<ApiServerEgress>,
 }
 
 fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -397,6 +400,7 @@ fn controller(
         probe_limit: shared.probe_limit.clone(),
         service_proxy: shared.config.service_proxy.clone(),
         service_addresses: shared.config.service_addresses.clone(),
+        api_server_egress: shared.api_server_egress.clone(),
     });
     let bindings_run =
         binding::controller(bindings_controller, client, ns, ctx.clone(), stopped(stop));

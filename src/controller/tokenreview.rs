@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams},
@@ -29,6 +29,7 @@ use kube::{
 };
 use tokio::sync::watch;
 
+use super::binding::targets::targets;
 use crate::api::{McpBinding, McpServer};
 
 /// The ClusterRole granting `create tokenreviews` (config/rbac, the chart).
@@ -64,48 +65,9 @@ pub fn gateway_service_account(server: &McpServer) -> Option<(String, String)> {
     }
 }
 
-/// Whether `binding` targets `server`: same namespace, and named in `spec.servers` or
-/// matched by `spec.serverSelector`.
-pub fn targets(binding: &McpBinding, server: &McpServer) -> bool {
-    if binding.namespace() != server.namespace() {
-        return false;
-    }
-    let name = server.name_any();
-    binding.spec.servers.iter().any(|s| s.name == name)
-        || binding
-            .spec
-            .server_selector
-            .as_ref()
-            .is_some_and(|sel| selector_matches(sel, server.labels()))
-}
-
-/// `metav1.LabelSelector` semantics: all of matchLabels and matchExpressions; an empty
-/// selector matches everything; an unknown operator matches nothing.
-fn selector_matches(
-    selector: &LabelSelector,
-    labels: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    let by_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
-}
-
 /// The subjects: the gateway ServiceAccount of every server targeted by a binding that
-/// has ServiceAccount subjects; sorted, without duplicates.
+/// has ServiceAccount subjects (the binding controller's rule,
+/// [`super::binding::targets::targets`]); sorted, without duplicates.
 pub fn desired_subjects<'a>(
     servers: impl IntoIterator<Item = &'a McpServer>,
     bindings: impl IntoIterator<Item = &'a McpBinding>,
@@ -432,32 +394,25 @@ mod tests {
 
     #[test]
     fn selectors_follow_label_selector_semantics() {
-        let labels = [("tier".to_owned(), "web".to_owned())]
-            .into_iter()
-            .collect();
-        let sel = |v: serde_json::Value| -> LabelSelector { serde_json::from_value(v).unwrap() };
-        assert!(selector_matches(&sel(json!({})), &labels));
-        assert!(selector_matches(
-            &sel(json!({"matchLabels": {"tier": "web"}})),
-            &labels
+        let web = server("agents", "web", json!({"tier": "web"}), container(None));
+        let reaches = |selector: serde_json::Value| {
+            let b = binding("agents", "b", json!({"serverSelector": selector}));
+            targets(&b, &web)
+        };
+        assert!(reaches(json!({})));
+        assert!(reaches(json!({"matchLabels": {"tier": "web"}})));
+        assert!(!reaches(json!({"matchLabels": {"tier": "db"}})));
+        assert!(reaches(
+            json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]})
         ));
-        assert!(!selector_matches(
-            &sel(json!({"matchLabels": {"tier": "db"}})),
-            &labels
+        assert!(!reaches(
+            json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["web"]}]})
         ));
-        assert!(selector_matches(
-            &sel(json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]})),
-            &labels
+        assert!(!reaches(
+            json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]})
         ));
-        assert!(!selector_matches(
-            &sel(
-                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["web"]}]})
-            ),
-            &labels
-        ));
-        assert!(!selector_matches(
-            &sel(json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]})),
-            &labels
-        ));
+        // Same namespace only.
+        let b = binding("other", "b", json!({"servers": [{"name": "web"}]}));
+        assert!(!targets(&b, &web));
     }
 }

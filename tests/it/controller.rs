@@ -3,6 +3,7 @@
 //! election and injected faults. The tests play the Deployment controller (they patch
 //! Deployment status) and use loopback MCP peers for probes. This file holds helpers.
 
+mod api_server;
 mod bad_input;
 mod binding;
 mod binding_gateway;

@@ -63,6 +63,21 @@ pub fn selects(binding: &McpBinding, server: &McpServer) -> bool {
     })
 }
 
+/// Whether `binding` targets `server`: same namespace, and named in `spec.servers` or
+/// matched by `spec.serverSelector`. The one targeting rule: [`resolve`] (the binding
+/// controller) and the TokenReview ClusterRoleBinding ([`crate::controller::tokenreview`])
+/// both decide with it.
+pub fn targets(binding: &McpBinding, server: &McpServer) -> bool {
+    binding.namespace() == server.namespace()
+        && (names(binding, server) || selects(binding, server))
+}
+
+/// Whether `spec.servers` names `server`.
+fn names(binding: &McpBinding, server: &McpServer) -> bool {
+    let name = server.name_any();
+    binding.spec.servers.iter().any(|s| s.name == name)
+}
+
 /// The binding's access to `server`, or None when the binding does not target it. Both in
 /// the same namespace is the caller's to check.
 pub fn access_to(binding: &McpBinding, server: &McpServer) -> Option<ToolAccess> {
@@ -102,7 +117,7 @@ pub fn resolve(binding: &McpBinding, servers: &[Arc<McpServer>]) -> Vec<Target> 
         .collect();
     for server in live {
         let name = server.name_any();
-        if !out.iter().any(|t| t.name == name) && selects(binding, server) {
+        if !out.iter().any(|t| t.name == name) && targets(binding, server) {
             out.push(Target {
                 name,
                 server: Some(server.clone()),
@@ -172,6 +187,8 @@ mod tests {
         assert_eq!(targets[2].reach(), Reach::Pending);
         assert_eq!(targets[2].access, ToolAccess::default());
         assert!(access_to(&b, &servers[2]).is_none());
+        assert!(super::targets(&b, &servers[0]) && super::targets(&b, &servers[1]));
+        assert!(!super::targets(&b, &servers[2]));
         assert_eq!(
             access_to(&b, &servers[0]).unwrap().grants,
             ["create_entities"]
@@ -189,5 +206,8 @@ mod tests {
         let targets = resolve(&b, &[Arc::new(elsewhere), Arc::new(catalogue)]);
         assert_eq!(targets[0].reach(), Reach::GatewayDisabled);
         assert_eq!(targets[1].reach(), Reach::NotFound);
+        let mut elsewhere = (*server("memory", json!({}), json!({}))).clone();
+        elsewhere.metadata.namespace = Some("other".into());
+        assert!(!super::targets(&b, &elsewhere));
     }
 }

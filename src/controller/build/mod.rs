@@ -63,7 +63,9 @@ pub struct BuildContext {
     /// SHA-256 (hex) of the operator's probe tokens.
     pub probe_token_sha256: Vec<String>,
     /// Extra egress allowed when `egress` is set, so the gateway can reach the API server
-    /// (Events) under a narrow policy: e.g. the `kubernetes` Endpoints' IPs and port.
+    /// (Events, TokenReview) under a narrow policy: one host rule per address of the
+    /// `kubernetes` Service's EndpointSlices (or Endpoints) with their ports, and its
+    /// ClusterIP ([`crate::controller::api_server`]). Empty when they cannot be read.
     pub api_server_egress: Vec<EgressRule>,
 }
 

@@ -1,7 +1,9 @@
 //! The NetworkPolicy `<server>`: ingress only to the gateway port (from anywhere: bound
 //! clients and the prober); egress unrestricted unless a policy sets `egress`, then DNS
 //! (if every such policy allows it), the merged destinations, and the API server for the
-//! gateway's Events.
+//! gateway's Events and TokenReviews ([`BuildContext::api_server_egress`]: the addresses
+//! and ports of the `kubernetes` Service's endpoints, since NetworkPolicies apply after
+//! the Service DNAT, plus its ClusterIP; read by [`crate::controller::api_server`]).
 //!
 //! A NetworkPolicy applies to the whole pod, so what the gateway needs (the remote URL,
 //! the API server) is open to the `mcp` container too; it still holds no API token.

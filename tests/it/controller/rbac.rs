@@ -1,7 +1,11 @@
 //! The operator runs under exactly the ClusterRole and Roles in config/rbac (as its
 //! ServiceAccount, with leader election) and is never refused.
 
-use super::{examples::all_children, *};
+use super::{
+    api_server::{API_SERVER_RULES, create_api_server_endpoints, create_policy, wait_egress},
+    examples::all_children,
+    *,
+};
 
 #[tokio::test]
 async fn operator_works_under_the_shipped_rbac() {
@@ -10,6 +14,7 @@ async fn operator_works_under_the_shipped_rbac() {
     namespace(&admin, OPERATOR_NS).await;
     let ns = "agents";
     namespace(&admin, ns).await;
+    create_api_server_endpoints(&admin).await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -48,6 +53,16 @@ async fn operator_works_under_the_shipped_rbac() {
     make_available(&admin, ns, "memory").await;
     wait_condition(&admin, ns, "memory", "Available", "True", None).await;
     wait_event(&admin, ns, "memory", "Created").await;
+    // Under an egress policy the operator reads the API server's endpoints in `default`
+    // (the Role there) for the NetworkPolicy.
+    create_policy(
+        &admin,
+        ns,
+        "egress",
+        json!({"targetRefs": [{"name": "memory"}], "egress": {"allowDns": false}}),
+    )
+    .await;
+    wait_egress(&admin, ns, "memory", &API_SERVER_RULES).await;
     create_server(&admin, ns, "remote", remote_spec(&peer.url("/mcp"))).await;
     wait_condition(&admin, ns, "remote", "ToolsDiscovered", "True", None).await;
     let metrics = operator.metrics.render();
