@@ -91,7 +91,8 @@ lint: peers ## cargo fmt --check, clippy -D warnings, helm lint --strict
 	$(HELM) lint --strict charts/mcp-operator
 
 # ---- benchmarks (never assertions; see docs/benchmarks.md) ---------------------------
-bench: peers ## Benchmarks: probe 500 local MCP servers at concurrency 8/32/128; embedded API server with 10k objects; gateway/bridge vs direct, supergateway, mcp-proxy (bench-results/)
+bench: peers ## Benchmarks: probe 500 local MCP servers at concurrency 8/32/128; embedded API server with 10k objects; gateway/bridge vs direct, supergateway, mcp-proxy; 1,000 McpServers through the controller (bench-results/)
 	$(CARGO) bench --locked --bench probe -- --servers 500 --concurrency 32 --compare 8,128
 	$(CARGO) bench --locked --bench apiserver -- --objects 10000 --concurrency 8
 	$(CARGO) bench --locked --bench gateway -- --seconds 5 --clients 1,16,64
+	$(CARGO) bench --locked --bench controller -- --servers 1000 --idle-seconds 10

@@ -381,7 +381,9 @@ pub fn controller(
 ) -> (BoxFuture<'static, ()>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
     let cfg = watcher::Config::default();
-    let controller = Controller::new(scoped::<McpPolicy>(&client, ns), cfg.clone());
+    let controller = Controller::new(scoped::<McpPolicy>(&client, ns), cfg.clone()).with_config(
+        super::run::controller_config(super::run::DEFAULT_RECONCILE_CONCURRENCY),
+    );
     let policies = controller.store();
     let by_server = policies.clone();
     let run = controller

@@ -42,6 +42,21 @@ use crate::{
     telemetry::{LogFormat, init_logging},
 };
 
+/// Default of `--reconcile-concurrency`: enough to keep a 2-core operator busy, few
+/// enough that 1,000 servers changing at once do not open 1,000 API connections.
+pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
+
+/// Triggers for one object within this window are coalesced into one reconcile (a new
+/// server's seven children each trigger one).
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The kube-runtime controller settings every controller of the operator uses.
+pub(crate) fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default()
+        .concurrency(concurrency.max(1))
+        .debounce(DEBOUNCE)
+}
+
 /// Arguments of `mcp-operator run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
@@ -57,6 +72,10 @@ pub struct RunArgs {
     /// Maximum concurrent server probes.
     #[arg(long, default_value_t = 32)]
     pub probe_concurrency: usize,
+    /// Maximum concurrent reconciles per controller (McpServer, McpPolicy, McpBinding).
+    /// Bounds API connections and memory when many objects change at once.
+    #[arg(long, default_value_t = DEFAULT_RECONCILE_CONCURRENCY)]
+    pub reconcile_concurrency: u16,
     /// Watch only these namespaces (repeatable). Default: every namespace.
     #[arg(long = "watch-namespace", value_name = "NS")]
     pub watch_namespaces: Vec<String>,
@@ -88,6 +107,8 @@ pub struct RunConfig {
     pub watch_namespaces: Vec<String>,
     /// Maximum concurrent probes.
     pub probe_concurrency: usize,
+    /// Maximum concurrent reconciles per controller.
+    pub reconcile_concurrency: u16,
     /// Some = leader election with these settings.
     pub leader_election: Option<LeaseSettings>,
     /// Some = serve the admin endpoint there.
@@ -109,6 +130,7 @@ impl RunConfig {
             operator_image: operator_image.into(),
             watch_namespaces: Vec::new(),
             probe_concurrency: 32,
+            reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
             leader_election: None,
             admin_addr: None,
             service_proxy: None,
@@ -139,6 +161,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             operator_image: args.operator_image.clone(),
             watch_namespaces: args.watch_namespaces.clone(),
             probe_concurrency: args.probe_concurrency,
+            reconcile_concurrency: args.reconcile_concurrency,
             leader_election: args
                 .leader_elect
                 .then(|| LeaseSettings::new(&args.pod_namespace, identity)),
@@ -284,9 +307,7 @@ async fn lead(
     let mut controllers = Vec::new();
     let mut readiness = Vec::new();
     // The ClusterRoleBinding letting gateways review ServiceAccount tokens.
-    controllers.push(
-        super::tokenreview::run(client.clone(), scopes.clone(), stop.clone()).boxed(),
-    );
+    controllers.push(super::tokenreview::run(client.clone(), scopes.clone(), stop.clone()).boxed());
     for scope in scopes {
         let (future, ready) = controller(&shared, scope.as_deref(), stop.clone());
         controllers.push(future);
@@ -338,14 +359,16 @@ fn controller(
 ) -> (BoxFuture<'static, ()>, BoxFuture<'static, ()>) {
     let client = &shared.client;
     let cfg = watcher::Config::default();
-    let controller = Controller::new(scoped::<McpServer>(client, ns), cfg.clone());
+    let controller = Controller::new(scoped::<McpServer>(client, ns), cfg.clone())
+        .with_config(controller_config(shared.config.reconcile_concurrency));
     let servers = controller.store();
     let by_policy = servers.clone();
     let by_secret = servers.clone();
     let by_binding = servers.clone();
     // The McpBinding controller of this scope; its cache also maps binding Secrets to
     // the servers they concern.
-    let bindings_controller = Controller::new(scoped::<McpBinding>(client, ns), cfg.clone());
+    let bindings_controller = Controller::new(scoped::<McpBinding>(client, ns), cfg.clone())
+        .with_config(controller_config(shared.config.reconcile_concurrency));
     let bindings = bindings_controller.store();
     let secret_bindings = bindings.clone();
     let controller = controller

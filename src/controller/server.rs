@@ -491,19 +491,18 @@ async fn apply_children(ctx: &Context, server: &McpServer, desired: Desired) -> 
     one!("NetworkPolicy", NetworkPolicy, network_policy, &name);
     one!("Deployment", Deployment, deployment, &name);
     one!("Service", Service, service, &name);
-    for (kind, name, change) in changes {
-        let reason = match change {
-            Change::Created => "Created",
-            Change::Updated => "Updated",
-            Change::Unchanged => continue,
-        };
-        record(
-            ctx,
-            server,
-            reason,
-            &format!("{} {kind} {name}", reason.to_lowercase()),
-        )
-        .await;
+    // One Event per reason and reconcile ("created Deployment memory, Service memory, …"),
+    // not one per child: a new server costs one Event request, not seven.
+    for (wanted, reason) in [(Change::Created, "Created"), (Change::Updated, "Updated")] {
+        let names: Vec<String> = changes
+            .iter()
+            .filter(|(_, _, change)| *change == wanted)
+            .map(|(kind, name, _)| format!("{kind} {name}"))
+            .collect();
+        if !names.is_empty() {
+            let note = format!("{} {}", reason.to_lowercase(), names.join(", "));
+            record(ctx, server, reason, &note).await;
+        }
     }
     Ok(())
 }
