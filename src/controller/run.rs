@@ -424,6 +424,7 @@ fn controller(
         service_proxy: shared.config.service_proxy.clone(),
         service_addresses: shared.config.service_addresses.clone(),
         api_server_egress: shared.api_server_egress.clone(),
+        failures: Default::default(),
     });
     let bindings_run =
         binding::controller(bindings_controller, client, ns, ctx.clone(), stopped(stop));

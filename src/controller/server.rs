@@ -43,20 +43,48 @@ pub async fn reconcile(server: Arc<McpServer>, ctx: Arc<Context>) -> Result<Acti
     let result = reconcile_server(&server, &ctx).await;
     ctx.metrics.in_flight(-1);
     ctx.metrics.reconciled(started.elapsed());
-    if let Err(error) = &result {
-        ctx.metrics.reconcile_failed(error);
+    match &result {
+        Err(error) => ctx.metrics.reconcile_failed(error),
+        Ok(_) => {
+            let key = failure_key(&server);
+            if let Ok(mut failures) = ctx.failures.lock() {
+                failures.remove(&key);
+            }
+        }
     }
     result
 }
 
+fn failure_key(server: &McpServer) -> String {
+    format!(
+        "{}/{}",
+        server.namespace().unwrap_or_default(),
+        server.name_any()
+    )
+}
+
+/// Retry delay after `failures` consecutive failed reconciles: 500 ms doubling up to
+/// 5 minutes (as controller-runtime's per-item backoff does), so a transient API error
+/// is retried quickly and a persistent one does not hammer the API server.
+pub fn retry_delay(failures: u32) -> std::time::Duration {
+    let base = std::time::Duration::from_millis(500);
+    base.saturating_mul(1u32 << failures.saturating_sub(1).min(10))
+        .min(std::time::Duration::from_secs(300))
+}
+
 /// What the error policy does: back off with jitter (transient API errors); a replica
 /// that lost the Lease just waits (its controller is being stopped).
-pub fn error_policy(server: Arc<McpServer>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(server: Arc<McpServer>, error: &Error, ctx: Arc<Context>) -> Action {
     if matches!(error, Error::NotLeader) {
         return Action::await_change();
     }
     tracing::warn!(server = %server.name_any(), namespace = ?server.namespace(), %error, "reconcile failed");
-    Action::requeue(probes::jittered(std::time::Duration::from_secs(5)))
+    let failures = ctx.failures.lock().map_or(1, |mut f| {
+        let n = f.entry(failure_key(&server)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    });
+    Action::requeue(probes::jittered(retry_delay(failures)))
 }
 
 /// The policies in the cache that target `server`, sorted by name.
@@ -626,5 +654,19 @@ async fn record_transitions(
             tools_changed_note(&diff),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reconciles_back_off_from_half_a_second_to_five_minutes() {
+        let ms = |n| retry_delay(n).as_millis();
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(10), ms(11), ms(40)],
+            [500, 1000, 2000, 4000, 256_000, 300_000, 300_000]
+        );
     }
 }
