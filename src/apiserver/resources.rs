@@ -152,7 +152,16 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin("", "v1", "events", "Event", true, &["ev"], false, false),
         // Where Service `default/kubernetes` really listens (the operator reads them for
         // the API server's egress rule); the server maintains none itself.
-        builtin("", "v1", "endpoints", "Endpoints", true, &["ep"], false, false),
+        builtin(
+            "",
+            "v1",
+            "endpoints",
+            "Endpoints",
+            true,
+            &["ep"],
+            false,
+            false,
+        ),
         builtin(
             "discovery.k8s.io",
             "v1",

@@ -37,6 +37,7 @@ use kube::{
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::run::scoped;
 use super::{
     context::FIELD_MANAGER, error::Error, events::Events, metrics::Metrics, probes,
     server::targeting_policies,
@@ -357,19 +358,6 @@ async fn reconcile_policy(policy: &McpPolicy, ctx: &PolicyContext) -> Result<Act
             .await;
     }
     Ok(Action::await_change())
-}
-
-fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + serde::de::DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// One McpPolicy controller for `ns` (None: every namespace): the future running it

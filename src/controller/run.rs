@@ -337,7 +337,8 @@ struct Shared {
     api_server_egress: Arc<ApiServerEgress>,
 }
 
-fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+/// An Api over `ns`, or over every namespace when None (the scope of one controller).
+pub(crate) fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + DeserializeOwned

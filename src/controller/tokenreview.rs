@@ -30,6 +30,7 @@ use kube::{
 use tokio::sync::watch;
 
 use super::binding::targets::targets;
+use super::run::scoped;
 use crate::api::{McpBinding, McpServer};
 
 /// The ClusterRole granting `create tokenreviews` (config/rbac, the chart).
@@ -130,19 +131,6 @@ enum Change {
     Synced(usize),
     Changed,
     Error,
-}
-
-fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + serde::de::DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 fn reflect<K>(

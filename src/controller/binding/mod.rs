@@ -19,16 +19,14 @@ pub mod triggers;
 
 use std::{future::Future, sync::Arc};
 
+use super::{context::Context, run::scoped};
+use crate::api::{McpBinding, McpPolicy, McpServer};
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Client, ResourceExt,
     runtime::{Controller, watcher},
 };
-use serde::de::DeserializeOwned;
-
-use super::context::Context;
-use crate::api::{McpBinding, McpPolicy, McpServer};
 
 /// Runs the McpBinding controller `controller` (created by the caller, who may share its
 /// store) for `ns` (None: every namespace) until `stop` completes.
@@ -63,17 +61,4 @@ pub fn controller(
             }
         })
         .boxed()
-}
-
-fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
