@@ -87,8 +87,8 @@ pub struct Context {
     pub service_addresses: Option<Arc<dyn ServiceResolver>>,
     /// The API server's egress rules (read only under an egress policy, cached).
     pub api_server_egress: Arc<ApiServerEgress>,
-    /// Consecutive failed reconciles per server (`namespace/name`), for backoff.
-    pub failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    /// Consecutive failed reconciles per object, for backoff.
+    pub retries: Arc<super::retry::Retries>,
 }
 
 impl Context {

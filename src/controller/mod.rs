@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod probes;
+pub mod retry;
 pub mod run;
 pub mod server;
 pub mod startup;

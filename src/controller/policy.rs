@@ -21,7 +21,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
 };
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -37,11 +36,11 @@ use kube::{
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::run::scoped;
 use super::{
-    context::FIELD_MANAGER, error::Error, events::Events, metrics::Metrics, probes,
+    context::FIELD_MANAGER, error::Error, events::Events, metrics::Metrics,
     server::targeting_policies,
 };
+use super::{retry, run::scoped};
 use crate::{
     api::{
         McpPolicy, McpPolicySpec, McpServer,
@@ -64,6 +63,8 @@ pub struct PolicyContext {
     pub metrics: Arc<Metrics>,
     /// True while this replica may write.
     pub leader: Arc<AtomicBool>,
+    /// Consecutive failed reconciles per object, for backoff.
+    pub retries: Arc<super::retry::Retries>,
 }
 
 impl PolicyContext {
@@ -283,22 +284,19 @@ pub fn compute_status(
 
 /// The reconcile entry point given to the kube-runtime Controller.
 pub async fn reconcile(policy: Arc<McpPolicy>, ctx: Arc<PolicyContext>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_policy(&policy, &ctx).await;
-    ctx.metrics.reconciled(started.elapsed());
-    if let Err(error) = &result {
-        ctx.metrics.reconcile_failed(error);
-    }
-    result
+    let key = retry::key(&*policy);
+    retry::measured(
+        &ctx.metrics,
+        &ctx.retries,
+        &key,
+        reconcile_policy(&policy, &ctx),
+    )
+    .await
 }
 
-/// Transient API errors back off with jitter; a replica that lost the Lease waits.
-pub fn error_policy(policy: Arc<McpPolicy>, error: &Error, _ctx: Arc<PolicyContext>) -> Action {
-    if matches!(error, Error::NotLeader) {
-        return Action::await_change();
-    }
-    tracing::warn!(policy = %policy.name_any(), namespace = ?policy.namespace(), %error, "policy reconcile failed");
-    Action::requeue(probes::jittered(std::time::Duration::from_secs(5)))
+/// The error policy given to the kube-runtime Controller: per-policy backoff.
+pub fn error_policy(policy: Arc<McpPolicy>, error: &Error, ctx: Arc<PolicyContext>) -> Action {
+    retry::on_error(&ctx.retries, &retry::key(&*policy), error)
 }
 
 async fn reconcile_policy(policy: &McpPolicy, ctx: &PolicyContext) -> Result<Action, Error> {

@@ -297,12 +297,14 @@ async fn lead(
         probe_token,
         probe_limit,
         api_server_egress: Arc::new(ApiServerEgress::new(client.clone())),
+        retries: Arc::default(),
     };
     let policy_ctx = Arc::new(PolicyContext {
         client: client.clone(),
         events: shared.events.clone(),
         metrics: config.metrics.clone(),
         leader: shared.leader.clone(),
+        retries: shared.retries.clone(),
     });
     let mut controllers = Vec::new();
     let mut readiness = Vec::new();
@@ -335,6 +337,7 @@ struct Shared {
     probe_token: ProbeToken,
     probe_limit: Arc<Semaphore>,
     api_server_egress: Arc<ApiServerEgress>,
+    retries: Arc<super::retry::Retries>,
 }
 
 /// An Api over `ns`, or over every namespace when None (the scope of one controller).
@@ -425,7 +428,7 @@ fn controller(
         service_proxy: shared.config.service_proxy.clone(),
         service_addresses: shared.config.service_addresses.clone(),
         api_server_egress: shared.api_server_egress.clone(),
-        failures: Default::default(),
+        retries: shared.retries.clone(),
     });
     let bindings_run =
         binding::controller(bindings_controller, client, ns, ctx.clone(), stopped(stop));

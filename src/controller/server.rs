@@ -3,7 +3,7 @@
 //! prune them → read the Deployment → probe when due → write status → record Events.
 //! Problems with the spec become conditions; only API failures are errors.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use k8s_openapi::{
     api::{
@@ -28,6 +28,7 @@ use super::{
     error::{Error, is_not_found},
     events::tools_changed_note,
     probes::{self, Schedule},
+    retry,
     status::{self, Acceptance, Availability, Observed, types},
     validate,
 };
@@ -36,55 +37,20 @@ use crate::{
     prober::{InventoryDiff, ProbeReport},
 };
 
-/// The reconcile entry point given to the kube-runtime Controller.
 pub async fn reconcile(server: Arc<McpServer>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    ctx.metrics.in_flight(1);
-    let result = reconcile_server(&server, &ctx).await;
-    ctx.metrics.in_flight(-1);
-    ctx.metrics.reconciled(started.elapsed());
-    match &result {
-        Err(error) => ctx.metrics.reconcile_failed(error),
-        Ok(_) => {
-            let key = failure_key(&server);
-            if let Ok(mut failures) = ctx.failures.lock() {
-                failures.remove(&key);
-            }
-        }
-    }
-    result
-}
-
-fn failure_key(server: &McpServer) -> String {
-    format!(
-        "{}/{}",
-        server.namespace().unwrap_or_default(),
-        server.name_any()
+    let key = retry::key(&*server);
+    retry::measured(
+        &ctx.metrics,
+        &ctx.retries,
+        &key,
+        reconcile_server(&server, &ctx),
     )
+    .await
 }
 
-/// Retry delay after `failures` consecutive failed reconciles: 500 ms doubling up to
-/// 5 minutes (as controller-runtime's per-item backoff does), so a transient API error
-/// is retried quickly and a persistent one does not hammer the API server.
-pub fn retry_delay(failures: u32) -> std::time::Duration {
-    let base = std::time::Duration::from_millis(500);
-    base.saturating_mul(1u32 << failures.saturating_sub(1).min(10))
-        .min(std::time::Duration::from_secs(300))
-}
-
-/// What the error policy does: back off with jitter (transient API errors); a replica
-/// that lost the Lease just waits (its controller is being stopped).
+/// The error policy given to the kube-runtime Controller: per-server backoff.
 pub fn error_policy(server: Arc<McpServer>, error: &Error, ctx: Arc<Context>) -> Action {
-    if matches!(error, Error::NotLeader) {
-        return Action::await_change();
-    }
-    tracing::warn!(server = %server.name_any(), namespace = ?server.namespace(), %error, "reconcile failed");
-    let failures = ctx.failures.lock().map_or(1, |mut f| {
-        let n = f.entry(failure_key(&server)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    });
-    Action::requeue(probes::jittered(retry_delay(failures)))
+    retry::on_error(&ctx.retries, &retry::key(&*server), error)
 }
 
 /// The policies in the cache that target `server`, sorted by name.
@@ -654,19 +620,5 @@ async fn record_transitions(
             tools_changed_note(&diff),
         )
         .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_reconciles_back_off_from_half_a_second_to_five_minutes() {
-        let ms = |n| retry_delay(n).as_millis();
-        assert_eq!(
-            [ms(1), ms(2), ms(3), ms(4), ms(10), ms(11), ms(40)],
-            [500, 1000, 2000, 4000, 256_000, 300_000, 300_000]
-        );
     }
 }

@@ -4,7 +4,7 @@
 //! when it changed → Events for what the controller did → requeue at the next rotation
 //! or grace expiry. Tokens appear nowhere but in the Secret's data.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
@@ -26,28 +26,25 @@ use crate::{
         apply::{self, Change, HASH_ANNOTATION},
         context::{Context, FIELD_MANAGER},
         error::Error,
-        probes,
+        retry,
     },
 };
 
 /// The reconcile entry point given to the kube-runtime Controller.
 pub async fn reconcile(binding: Arc<McpBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_binding(&binding, &ctx).await;
-    ctx.metrics.reconciled(started.elapsed());
-    if let Err(error) = &result {
-        ctx.metrics.reconcile_failed(error);
-    }
-    result
+    let key = retry::key(&*binding);
+    retry::measured(
+        &ctx.metrics,
+        &ctx.retries,
+        &key,
+        reconcile_binding(&binding, &ctx),
+    )
+    .await
 }
 
-/// Transient API errors back off with jitter; a replica that lost the Lease waits.
-pub fn error_policy(binding: Arc<McpBinding>, error: &Error, _ctx: Arc<Context>) -> Action {
-    if matches!(error, Error::NotLeader) {
-        return Action::await_change();
-    }
-    tracing::warn!(binding = %binding.name_any(), namespace = ?binding.namespace(), %error, "reconcile failed");
-    Action::requeue(probes::jittered(std::time::Duration::from_secs(5)))
+/// The error policy given to the kube-runtime Controller: per-binding backoff.
+pub fn error_policy(binding: Arc<McpBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    retry::on_error(&ctx.retries, &retry::key(&*binding), error)
 }
 
 async fn reconcile_binding(binding: &McpBinding, ctx: &Context) -> Result<Action, Error> {
