@@ -26,13 +26,14 @@ use kube::{
     api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
 };
 use mcp_operator::{
-    api::{McpServer, common::find_condition, crd},
+    api::{McpPolicy, McpServer, common::find_condition, crd},
     apiserver::{ApiServer, ApiServerHandle, ApiServerOptions},
     controller::{
         error::Error,
         metrics::Metrics,
         run::{RunConfig, run_with},
     },
+    gateway::config::GatewayConfig,
 };
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -313,4 +314,48 @@ async fn html_server() -> crate::support::Stub {
     let router = axum::Router::new()
         .fallback(|| async { axum::response::Html("<html><body>hello</body></html>") });
     crate::support::serve(router).await
+}
+
+/// Creates an McpPolicy from a JSON spec.
+async fn create_policy(client: &Client, ns: &str, name: &str, spec: Value) {
+    let policy: McpPolicy = serde_json::from_value(json!({
+        "apiVersion": "mcp-operator.dev/v1alpha1",
+        "kind": "McpPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }))
+    .expect("valid McpPolicy");
+    Api::<McpPolicy>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("McpPolicy created");
+}
+
+/// The decoded `config.json` of Secret `<server>-gateway`, if it exists.
+async fn gateway_config(client: &Client, ns: &str, server: &str) -> Option<GatewayConfig> {
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+        .get_opt(&format!("{server}-gateway"))
+        .await
+        .ok()??;
+    let bytes = secret.data?.get("config.json")?.0.clone();
+    Some(serde_json::from_slice(&bytes).expect("config.json is a GatewayConfig"))
+}
+
+/// Waits until the gateway configuration of `server` exists and satisfies `ok`.
+async fn wait_gateway(
+    client: &Client,
+    ns: &str,
+    server: &str,
+    what: &str,
+    ok: impl Fn(&GatewayConfig) -> bool,
+) -> GatewayConfig {
+    eventually(
+        &format!("gateway config of {ns}/{server}: {what}"),
+        60,
+        || {
+            let ok = &ok;
+            async move { gateway_config(client, ns, server).await.filter(|c| ok(c)) }
+        },
+    )
+    .await
 }

@@ -6,7 +6,6 @@
 use k8s_openapi::api::{
     core::v1::Service, discovery::v1::EndpointSlice, networking::v1::NetworkPolicy,
 };
-use mcp_operator::api::McpPolicy;
 
 use super::*;
 
@@ -63,21 +62,6 @@ pub(super) const API_SERVER_RULES: [(&str, &str); 4] = [
     ("172.18.0.4/32", "TCP/6443"),
     ("fd00:18::3/128", "TCP/6443"),
 ];
-
-/// Creates an McpPolicy.
-pub(super) async fn create_policy(client: &Client, ns: &str, name: &str, spec: Value) {
-    let policy: McpPolicy = serde_json::from_value(json!({
-        "apiVersion": "mcp-operator.dev/v1alpha1",
-        "kind": "McpPolicy",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    }))
-    .expect("valid McpPolicy");
-    Api::<McpPolicy>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("McpPolicy created");
-}
 
 /// The egress rules of NetworkPolicy `name` as (cidr or "*", "PROTO/port"), one pair per
 /// port; None while it has no egress rules.

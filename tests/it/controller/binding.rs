@@ -58,16 +58,6 @@ pub(super) async fn create_binding(client: &Client, ns: &str, name: &str, spec: 
         .unwrap_or_else(|e| panic!("McpBinding {name} created: {e}"));
 }
 
-/// Creates an McpPolicy from a JSON spec.
-pub(super) async fn create_policy(client: &Client, ns: &str, name: &str, spec: Value) {
-    let p = json!({
-        "apiVersion": "mcp-operator.dev/v1alpha1", "kind": "McpPolicy",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    });
-    apply_yaml(client, ns, &serde_yaml::to_string(&p).unwrap()).await;
-}
-
 /// Plays the prober: gives server `name` an inventory of `tools` (status.tools), once the
 /// controller has written its status. Returns once status shows them.
 pub(super) async fn set_tools(client: &Client, ns: &str, name: &str, tools: &[&str]) {
@@ -94,46 +84,6 @@ pub(super) async fn set_tools(client: &Client, ns: &str, name: &str, tools: &[&s
         }
     })
     .await;
-}
-
-/// The gateway configuration rendered into `<server>-gateway`, once it exists.
-pub(super) async fn gateway_config(client: &Client, ns: &str, server: &str) -> GatewayConfig {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = eventually(&format!("Secret {ns}/{server}-gateway"), 60, || {
-        let api = api.clone();
-        async move {
-            api.get_opt(&format!("{server}-gateway"))
-                .await
-                .ok()
-                .flatten()
-        }
-    })
-    .await;
-    let data = secret.data.unwrap();
-    GatewayConfig::parse(std::str::from_utf8(&data["config.json"].0).unwrap()).unwrap()
-}
-
-/// Waits until the gateway configuration of `server` satisfies `check`.
-pub(super) async fn wait_gateway(
-    client: &Client,
-    ns: &str,
-    server: &str,
-    what: &str,
-    check: impl Fn(&GatewayConfig) -> bool,
-) -> GatewayConfig {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let c = gateway_config(client, ns, server).await;
-        if check(&c) {
-            return c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for gateway {ns}/{server}: {what}; bindings: {:#?}",
-            c.bindings
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The entry of `binding` in a gateway configuration.
@@ -428,7 +378,7 @@ async fn bindings_render_narrowing_grants_and_targets_into_gateways_and_status()
         ["get_*"]
     );
     assert!(
-        gateway_config(&client, ns, "other")
+        wait_gateway(&client, ns, "other", "rendered", |_| true)
             .await
             .bindings
             .is_empty()

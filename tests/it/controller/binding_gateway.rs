@@ -19,8 +19,8 @@ use mcp_operator::{
 
 use super::{
     binding::{
-        assert_no_token_outside_binding_secrets, binding_secret, create_binding, create_policy,
-        entry, gateway_config, key, set_tools, wait_binding, wait_gateway,
+        assert_no_token_outside_binding_secrets, binding_secret, create_binding, entry, key,
+        set_tools, wait_binding,
     },
     *,
 };
@@ -82,7 +82,7 @@ fn call(out: &Value, i: usize) -> Result<String, (i64, String, String)> {
 async fn reload(client: &Client, ns: &str, server: &str, gateway: &GatewayProcess) {
     let series = "mcp_gateway_config_reloads_total{result=\"success\"}";
     let loads = gateway.metric(series).await;
-    let config = gateway_config(client, ns, server).await;
+    let config = wait_gateway(client, ns, server, "rendered", |_| true).await;
     gateway.write_config(&serde_json::to_string(&config).unwrap());
     gateway.wait_metric(series, loads + 1.0).await;
 }
@@ -148,7 +148,7 @@ async fn python_sdk_agents_use_their_mcp_json_through_the_real_gateway() {
     .await;
 
     // The real gateway with the rendered configuration (the pod would mount the Secret).
-    let rendered = gateway_config(&client, ns, "notes").await;
+    let rendered = wait_gateway(&client, ns, "notes", "rendered", |_| true).await;
     let gateway = GatewayProcess::start(
         &upstream.url("/mcp"),
         &serde_json::to_value(&rendered).unwrap(),

@@ -13,7 +13,6 @@ use k8s_openapi::api::{apps::v1::Deployment, networking::v1::NetworkPolicy};
 use kube::api::DeleteParams;
 use mcp_operator::{
     api::{McpPolicy, McpPolicyStatus, McpServerStatus, server::Phase},
-    gateway::config::GatewayConfig,
     policy::glob_match,
 };
 
@@ -26,20 +25,6 @@ fn memory_spec() -> Value {
             "securityContext": {"runAsUser": 1000},
             "resources": {"limits": {"memory": "256Mi"}}},
     })
-}
-
-async fn create_policy(client: &Client, ns: &str, name: &str, spec: Value) {
-    let policy: McpPolicy = serde_json::from_value(json!({
-        "apiVersion": "mcp-operator.dev/v1alpha1",
-        "kind": "McpPolicy",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    }))
-    .expect("valid McpPolicy");
-    Api::<McpPolicy>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("McpPolicy created");
 }
 
 async fn patch_policy(client: &Client, ns: &str, name: &str, patch: Value) {
@@ -107,35 +92,6 @@ async fn wait_server(
             (status.observed_generation == s.metadata.generation && ok(&status)).then_some(status)
         }
     })
-    .await
-}
-
-/// The decoded `config.json` of Secret `<server>-gateway`, if it exists.
-async fn gateway_config(client: &Client, ns: &str, server: &str) -> Option<GatewayConfig> {
-    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
-        .get_opt(&format!("{server}-gateway"))
-        .await
-        .ok()??;
-    let bytes = secret.data?.get("config.json")?.0.clone();
-    Some(serde_json::from_slice(&bytes).expect("config.json is a GatewayConfig"))
-}
-
-/// Waits until the gateway configuration of `server` satisfies `ok`.
-async fn wait_gateway(
-    client: &Client,
-    ns: &str,
-    server: &str,
-    what: &str,
-    ok: impl Fn(&GatewayConfig) -> bool,
-) -> GatewayConfig {
-    eventually(
-        &format!("gateway config of {ns}/{server}: {what}"),
-        60,
-        || {
-            let ok = &ok;
-            async move { gateway_config(client, ns, server).await.filter(|c| ok(c)) }
-        },
-    )
     .await
 }
 

@@ -2,7 +2,7 @@
 //! ServiceAccount, with leader election) and is never refused.
 
 use super::{
-    api_server::{API_SERVER_RULES, create_api_server_endpoints, create_policy, wait_egress},
+    api_server::{API_SERVER_RULES, create_api_server_endpoints, wait_egress},
     examples::all_children,
     *,
 };
