@@ -8,6 +8,7 @@ mod controller;
 mod crds;
 mod e2e;
 mod gateway;
+mod hardening;
 mod manifests;
 mod prober;
 mod support;

@@ -1,0 +1,1 @@
+//! Hardening tests: bridge (filled in by issue 13's work).

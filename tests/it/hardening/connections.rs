@@ -1,0 +1,1 @@
+//! Hardening tests: connections (filled in by issue 13's work).

@@ -1,0 +1,1 @@
+//! Hardening tests: controller (filled in by issue 13's work).

@@ -1,0 +1,1 @@
+//! Hardening tests: prober (filled in by issue 13's work).

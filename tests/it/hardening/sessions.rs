@@ -1,0 +1,1 @@
+//! Hardening tests: sessions (filled in by issue 13's work).
