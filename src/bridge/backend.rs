@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::child::ChildCommand;
+use super::child::ChildConfig;
+use super::metrics::ChildMetrics;
 use super::mux::{Mux, SessionKey};
 use super::supervisor::{StopHandle, supervise};
 use crate::mcp_http::streamable::{Backend, BackendError, BackendSession, Outbox};
@@ -23,15 +24,21 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Process {
     /// The process's multiplexer.
     pub mux: Arc<Mux>,
+    /// Counters shared with every process of this bridge.
+    pub metrics: Arc<ChildMetrics>,
     stop: StopHandle,
 }
 
 impl Process {
-    /// Starts `command` under supervision.
-    pub fn start(command: &ChildCommand) -> Self {
+    /// Starts the process of `config` under supervision.
+    pub fn start(config: &ChildConfig) -> Self {
         let mux = Arc::new(Mux::default());
-        let stop = supervise(mux.clone(), command.clone());
-        Self { mux, stop }
+        let stop = supervise(mux.clone(), config.clone());
+        Self {
+            mux,
+            metrics: config.metrics.clone(),
+            stop,
+        }
     }
 
     /// Stops the process and waits until it is gone.
@@ -101,7 +108,7 @@ impl Backend for SharedBackend {
 
 /// Initialized processes waiting for a session.
 pub struct WarmPool {
-    command: ChildCommand,
+    config: ChildConfig,
     target: usize,
     ready: Mutex<VecDeque<Process>>,
     refill: Arc<Notify>,
@@ -112,9 +119,9 @@ pub struct WarmPool {
 
 impl WarmPool {
     /// A pool keeping `target` processes ready; starts filling at once.
-    pub fn start(command: ChildCommand, target: usize) -> Arc<Self> {
+    pub fn start(config: ChildConfig, target: usize) -> Arc<Self> {
         let pool = Arc::new(Self {
-            command,
+            config,
             target,
             ready: Mutex::new(VecDeque::new()),
             refill: Arc::new(Notify::new()),
@@ -123,6 +130,11 @@ impl WarmPool {
         });
         tokio::spawn(refill(Arc::downgrade(&pool)));
         pool
+    }
+
+    /// Counters of every process of this pool.
+    pub fn metrics(&self) -> &ChildMetrics {
+        &self.config.metrics
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Process>> {
@@ -144,7 +156,7 @@ impl WarmPool {
         {
             return Ok(process);
         }
-        let process = Process::start(&self.command);
+        let process = Process::start(&self.config);
         if let Err(e) = process.ready().await {
             process.stop.stop();
             return Err(e);
@@ -165,7 +177,7 @@ async fn refill(pool: std::sync::Weak<WarmPool>) {
     loop {
         let Some(strong) = pool.upgrade() else { return };
         while strong.ready_count() < strong.target {
-            let process = Process::start(&strong.command);
+            let process = Process::start(&strong.config);
             if process.ready().await.is_err() {
                 process.stop.stop();
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,16 +1,26 @@
 //! One stdio MCP server process: spawning it, the single writer task to its stdin, its
 //! stderr copied to the log (target `bridge::child`, never to clients), the `initialize`
 //! handshake, and reading its stdout line by line.
+//!
+//! The child is not trusted: stdout is read in lines of at most `--max-line-bytes`
+//! ([`BoundedLines`]); a longer line, a line that is not UTF-8 or not JSON is a protocol
+//! error of the child — logged by length only (never its content), counted in
+//! [`ChildMetrics`], dropped — and the process keeps running. Stderr is read the same way
+//! and decoded lossily, so no byte sequence stops the stderr reader (a child blocked on a
+//! full stderr pipe would hang).
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use super::error::BridgeError;
+use super::lines::{BoundedLines, Line};
+use super::metrics::{ChildMetrics, ProtocolError};
 use crate::mcp_http::{KNOWN_PROTOCOL_VERSIONS, jsonrpc};
 
 /// How long a fresh process may take to answer `initialize`.
@@ -21,12 +31,37 @@ const EXIT_GRACE: Duration = Duration::from_secs(3);
 const WRITE_QUEUE: usize = 4096;
 /// The id of the bridge's own `initialize`; multiplexed ids start above it.
 pub const INITIALIZE_ID: u64 = 0;
+/// Default `--max-line-bytes`: the longest stdout line (one JSON-RPC message) taken.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
+/// Stderr lines are logged up to this many bytes (the rest of a line is cut).
+const MAX_STDERR_LINE: usize = 16 * 1024;
 
 /// The command line of the stdio server.
 #[derive(Clone, Debug)]
 pub struct ChildCommand {
     pub program: String,
     pub args: Vec<String>,
+}
+
+/// How to run and read a stdio server process.
+#[derive(Clone, Debug)]
+pub struct ChildConfig {
+    pub command: ChildCommand,
+    /// Longest stdout line taken (`--max-line-bytes`).
+    pub max_line_bytes: usize,
+    /// Counters shared by every process of this bridge.
+    pub metrics: Arc<ChildMetrics>,
+}
+
+impl ChildConfig {
+    /// `command` with the default line limit and fresh counters.
+    pub fn new(command: ChildCommand) -> Self {
+        Self {
+            command,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            metrics: Arc::default(),
+        }
+    }
 }
 
 /// Serialized JSON-RPC lines for the writer task.
@@ -36,7 +71,9 @@ pub type LineSender = mpsc::Sender<Vec<u8>>;
 pub struct RunningChild {
     process: Child,
     writer: Option<LineSender>,
-    lines: Lines<BufReader<ChildStdout>>,
+    stdout: BoundedLines<ChildStdout>,
+    max_line_bytes: usize,
+    metrics: Arc<ChildMetrics>,
     /// The `result` of the process's `initialize` answer.
     pub initialize_result: Value,
     /// Its process id (for logs and tests).
@@ -52,7 +89,8 @@ pub fn encode_line(message: &Value) -> Vec<u8> {
 
 impl RunningChild {
     /// Starts the process and performs the `initialize` handshake (newest known version).
-    pub async fn start(command: &ChildCommand) -> Result<Self, BridgeError> {
+    pub async fn start(config: &ChildConfig) -> Result<Self, BridgeError> {
+        let command = &config.command;
         let mut process = Command::new(&command.program)
             .args(&command.args)
             .stdin(Stdio::piped())
@@ -81,7 +119,9 @@ impl RunningChild {
         let mut child = RunningChild {
             process,
             writer: Some(writer),
-            lines: BufReader::with_capacity(64 * 1024, stdout).lines(),
+            stdout: BoundedLines::new(stdout, config.max_line_bytes),
+            max_line_bytes: config.max_line_bytes,
+            metrics: config.metrics.clone(),
             initialize_result: Value::Null,
             pid,
         };
@@ -112,15 +152,10 @@ impl RunningChild {
         });
         self.send(encode_line(&initialize)).await?;
         loop {
-            let line = self
-                .lines
-                .next_line()
-                .await?
+            let (message, _) = self
+                .next_message()
+                .await
                 .ok_or(BridgeError::EndedDuringInitialize)?;
-            let Ok(message) = serde_json::from_str::<Value>(&line) else {
-                tracing::debug!(target: "bridge::child", "ignoring a non-JSON stdout line");
-                continue;
-            };
             if !jsonrpc::is_response(&message) || message["id"] != json!(INITIALIZE_ID) {
                 continue;
             }
@@ -149,17 +184,49 @@ impl RunningChild {
         self.writer.clone()
     }
 
-    /// The next JSON message on stdout; `None` once stdout ends.
-    pub async fn next_message(&mut self) -> Option<Value> {
+    /// The next JSON message on stdout and the length of its line; `None` once stdout
+    /// ends. Lines that are too long, not UTF-8 or not JSON are dropped (see the module).
+    pub async fn next_message(&mut self) -> Option<(Value, usize)> {
         loop {
-            match self.lines.next_line().await {
-                Ok(Some(line)) => match serde_json::from_str(&line) {
-                    Ok(message) => return Some(message),
-                    Err(_) => {
-                        tracing::debug!(target: "bridge::child", "ignoring a non-JSON stdout line")
+            match self.stdout.next_line().await {
+                Ok(Some(line)) => {
+                    if let Some(message) = self.decode(line) {
+                        return Some(message);
                     }
-                },
+                }
                 Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// One stdout line as a message, or `None` (counted and logged) when it is not one.
+    fn decode(&self, line: Line) -> Option<(Value, usize)> {
+        let pid = self.pid;
+        let bytes = match line {
+            Line::Whole(bytes) => bytes,
+            Line::TooLong { len, .. } => {
+                tracing::warn!(target: "bridge::child", pid, len, limit = self.max_line_bytes,
+                    "dropping a stdout line longer than --max-line-bytes (protocol error of the MCP server)");
+                self.metrics.protocol_error(ProtocolError::LineTooLong);
+                return None;
+            }
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            tracing::warn!(target: "bridge::child", pid, len = bytes.len(), valid_up_to = e.valid_up_to(),
+                "dropping a stdout line that is not UTF-8 (protocol error of the MCP server)");
+            self.metrics.protocol_error(ProtocolError::InvalidUtf8);
+            return None;
+        }
+        match serde_json::from_slice(&bytes) {
+            Ok(message) => Some((message, bytes.len())),
+            Err(e) => {
+                tracing::debug!(target: "bridge::child", pid, len = bytes.len(), error = %e,
+                    "dropping a stdout line that is not JSON");
+                self.metrics.protocol_error(ProtocolError::NotJson);
+                None
             }
         }
     }
@@ -197,9 +264,18 @@ async fn write_lines(mut stdin: ChildStdin, mut queue: mpsc::Receiver<Vec<u8>>) 
     }
 }
 
+/// Copies the child's stderr to the log until it closes: lines cut to
+/// [`MAX_STDERR_LINE`], decoded lossily, so no byte sequence ends the copy.
 async fn log_stderr(stderr: tokio::process::ChildStderr, pid: Option<u32>) {
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = BoundedLines::new(stderr, MAX_STDERR_LINE);
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "bridge::child", pid, "{line}");
+        match line {
+            Line::Whole(bytes) => {
+                tracing::info!(target: "bridge::child", pid, "{}", String::from_utf8_lossy(&bytes));
+            }
+            Line::TooLong { head, len } => {
+                tracing::info!(target: "bridge::child", pid, len, "{} [cut]", String::from_utf8_lossy(&head));
+            }
+        }
     }
 }

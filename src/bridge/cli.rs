@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::backend::{PerSessionBackend, Process, SharedBackend, WarmPool};
-use super::child::ChildCommand;
+use super::child::{ChildCommand, ChildConfig, DEFAULT_MAX_LINE_BYTES};
 use super::server::{ServeOptions, serve};
 use crate::mcp_http::streamable::StreamableConfig;
 use crate::telemetry::{LogFormat, init_logging};
@@ -42,6 +42,10 @@ pub struct BridgeArgs {
     /// On SIGTERM, wait at most this many seconds for calls in flight.
     #[arg(long, default_value_t = 10)]
     pub drain_seconds: u64,
+    /// Longest stdout line (one JSON-RPC message) taken from the process; a longer line is
+    /// a protocol error of the process: logged by length, dropped, counted.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
+    pub max_line_bytes: usize,
     /// Log line format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -57,9 +61,12 @@ pub fn run(args: &BridgeArgs) -> anyhow::Result<()> {
         .command
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("give the stdio server command after `--`"))?;
-    let command = ChildCommand {
-        program: program.clone(),
-        args: rest.to_vec(),
+    let command = ChildConfig {
+        max_line_bytes: args.max_line_bytes,
+        ..ChildConfig::new(ChildCommand {
+            program: program.clone(),
+            args: rest.to_vec(),
+        })
     };
     let options = ServeOptions {
         listen: args.listen,

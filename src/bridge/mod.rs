@@ -7,6 +7,7 @@
 //! [`backend`] Shared and PerSession backends, warm pool · [`mux`] id/progress/cancel
 //! mapping between sessions and one process · [`supervisor`] restarts with backoff ·
 //! [`child`] spawning, stdin writer, stderr to the log, `initialize` handshake ·
+//! [`lines`] the bounded line reader for the child's pipes · [`metrics`] process counters ·
 //! [`error`] the error type. No Kubernetes code and no policy live here.
 
 pub mod backend;
@@ -14,6 +15,8 @@ pub mod child;
 pub mod cli;
 pub mod error;
 pub mod install;
+pub mod lines;
+pub mod metrics;
 pub mod mux;
 pub mod server;
 pub mod supervisor;

@@ -26,8 +26,6 @@ pub struct Mux {
     next_child_id: AtomicU64,
     next_session: AtomicU64,
     ready: watch::Sender<bool>,
-    /// Times the process was restarted after exiting.
-    pub restarts: AtomicU64,
     /// Process id of the current process (0 while none runs).
     pub pid: AtomicU64,
 }
@@ -65,7 +63,6 @@ impl Default for Mux {
             next_child_id: AtomicU64::new(INITIALIZE_ID + 1),
             next_session: AtomicU64::new(1),
             ready: watch::Sender::new(false),
-            restarts: AtomicU64::new(0),
             pid: AtomicU64::new(0),
         }
     }

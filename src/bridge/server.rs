@@ -16,6 +16,7 @@ use axum::serve::ListenerExt;
 use std::future::IntoFuture as _;
 
 use super::backend::{PerSessionBackend, SharedBackend};
+use super::metrics::{ChildMetrics, ProtocolError};
 use crate::mcp_http::streamable::{self, Backend, StreamableConfig, StreamableServer};
 
 /// What the bridge's backends add to `/metrics` and do at shutdown.
@@ -35,12 +36,7 @@ impl BridgeBackend for SharedBackend {
             "1 while the MCP server process is initialized",
             u64::from(mux.is_ready()),
         );
-        counter(
-            out,
-            "mcp_bridge_child_restarts_total",
-            "MCP server process restarts",
-            mux.restarts.load(Ordering::Relaxed),
-        );
+        child_counters(out, &self.process.metrics);
         gauge(
             out,
             "mcp_bridge_child_calls_in_flight",
@@ -68,6 +64,7 @@ impl BridgeBackend for PerSessionBackend {
             "processes handed to sessions",
             self.pool.taken.load(Ordering::Relaxed),
         );
+        child_counters(out, self.pool.metrics());
     }
 
     async fn stop(&self) {
@@ -139,6 +136,29 @@ fn render_metrics<B: BridgeBackend>(server: &StreamableServer<B>) -> String {
     );
     server.backend().write_metrics(&mut out);
     out
+}
+
+/// Restarts and protocol errors of the bridge's process(es).
+fn child_counters(out: &mut String, metrics: &ChildMetrics) {
+    counter(
+        out,
+        "mcp_bridge_child_restarts_total",
+        "MCP server process restarts (after an exit, or a failed start or initialize)",
+        metrics.restarts(),
+    );
+    let name = "mcp_bridge_child_protocol_errors_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} stdout lines of the MCP server process dropped as protocol errors\n# TYPE {name} counter"
+    );
+    for kind in ProtocolError::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{kind=\"{}\"}} {}",
+            kind.label(),
+            metrics.protocol_errors(kind)
+        );
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {

@@ -1,14 +1,15 @@
 //! Keeps one stdio process alive for a [`Mux`]: start, initialize, pump its stdout into
 //! the mux, and when it exits fail the calls in flight and restart it with exponential
 //! backoff (100 ms doubling to 30 s, back to 100 ms after a minute of stable running).
+//! A process that fails to start or dies before answering `initialize` is restarted the
+//! same way, and every restart counts in `mcp_bridge_child_restarts_total`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::child::{ChildCommand, RunningChild};
+use super::child::{ChildConfig, RunningChild};
 use super::mux::Mux;
 
 const FIRST_DELAY: Duration = Duration::from_millis(100);
@@ -59,18 +60,18 @@ impl StopHandle {
 }
 
 /// Starts supervising `command` for `mux` in the background.
-pub fn supervise(mux: Arc<Mux>, command: ChildCommand) -> StopHandle {
+pub fn supervise(mux: Arc<Mux>, config: ChildConfig) -> StopHandle {
     let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(run(mux, command, stop_rx));
+    tokio::spawn(run(mux, config, stop_rx));
     StopHandle(stop)
 }
 
-async fn run(mux: Arc<Mux>, command: ChildCommand, mut stop: watch::Receiver<bool>) {
+async fn run(mux: Arc<Mux>, config: ChildConfig, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {
-            started = RunningChild::start(&command) => Some(started),
+            started = RunningChild::start(&config) => Some(started),
             _ = stop.wait_for(|s| *s) => None,
         };
         match outcome {
@@ -92,10 +93,13 @@ async fn run(mux: Arc<Mux>, command: ChildCommand, mut stop: watch::Receiver<boo
                     tracing::info!(%how, "MCP server process stopped");
                     return;
                 }
-                mux.restarts.fetch_add(1, Ordering::Relaxed);
+                config.metrics.restarted();
                 tracing::warn!(%how, "MCP server process exited; restarting");
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "MCP server process failed to start"),
+            Some(Err(e)) => {
+                config.metrics.restarted();
+                tracing::warn!(error = %e, "MCP server process failed to start; restarting");
+            }
         }
         if started.elapsed() >= STABLE_AFTER {
             backoff.reset();
@@ -114,7 +118,7 @@ async fn pump(mux: &Mux, child: &mut RunningChild, stop: &mut watch::Receiver<bo
     loop {
         tokio::select! {
             message = child.next_message() => match message {
-                Some(message) => mux.dispatch(message),
+                Some((message, _len)) => mux.dispatch(message),
                 None => return false,
             },
             _ = stop.wait_for(|s| *s) => return true,

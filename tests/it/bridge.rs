@@ -4,7 +4,7 @@
 //! [`client`] is a small Streamable HTTP client (reqwest) that shows exactly which
 //! messages reach which session.
 
-mod client;
+pub mod client;
 mod crash;
 mod per_session;
 mod routing;

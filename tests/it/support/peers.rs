@@ -136,6 +136,11 @@ impl PeerProcess {
         s
     }
 
+    /// The peer's process id (to read `/proc/<pid>/status` in memory tests).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The peer's name, for messages.
     pub fn name(&self) -> &str {
         &self.name
