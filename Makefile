@@ -17,7 +17,7 @@ CARGO      ?= cargo
 NEXTEST    := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo yes)
 export MCP_OPERATOR_PEERS := $(PEERS)
 
-.PHONY: help build run test test-rust test-packaging lint manifests peers bench demo e2e
+.PHONY: help build run test test-rust test-packaging lint manifests peers control-plane bench demo e2e
 
 help: ## List the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -63,6 +63,17 @@ $(PEERS_STAMP): hack/peers/package.json hack/peers/package-lock.json hack/peers/
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r hack/peers/requirements.txt
 	test -x $(PEERS)/venv-mcp-proxy/bin/python || python3 -m venv $(PEERS)/venv-mcp-proxy
 	$(PEERS)/venv-mcp-proxy/bin/pip install -q --disable-pip-version-check -r hack/peers/requirements-mcp-proxy.txt
+	touch $@
+
+# ---- real control plane (tests/it/real_cluster; docs/dev.md, "Test tiers") ---------------
+# etcd, kube-apiserver and kube-controller-manager v1.33, built from source with Go into
+# .peers/control-plane/bin/ (minutes cold; a stamp makes a second run instant).
+CONTROL_PLANE       := $(PEERS)/control-plane
+CONTROL_PLANE_STAMP := $(CONTROL_PLANE)/bin/.stamp
+control-plane: $(CONTROL_PLANE_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager (v1.33, Go >= 1.24) into .peers/control-plane/bin/
+
+$(CONTROL_PLANE_STAMP): hack/control-plane/go.mod hack/control-plane/go.sum hack/control-plane/build.sh
+	hack/control-plane/build.sh $(CONTROL_PLANE)/bin
 	touch $@
 
 # ---- manifests ---------------------------------------------------------------------
