@@ -2,7 +2,9 @@
 //! by a dedicated thread so a slow stdout never blocks the runtime (a full queue applies
 //! back-pressure instead of dropping records). Records never hold tokens; content appears
 //! per `policy.audit.level`: Metadata (none), Hashes (SHA-256 of the canonical JSON of
-//! arguments and result), Payloads (both, `redactKeys` values replaced at any depth).
+//! arguments and result), Payloads (both, with the values of the built-in secret keys
+//! ([`ALWAYS_REDACTED`]) and of `redactKeys` replaced at any depth; names compared
+//! normalised, by suffix).
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -237,24 +239,71 @@ pub fn sha256_canonical(v: &Value) -> String {
     hex::encode(Sha256::digest(canonical_json(v).as_bytes()))
 }
 
-/// A copy of `v` with the values of `keys` (lowercase; compared case-insensitively)
-/// replaced by [`REDACTED`] at any depth.
-pub fn redact(v: &Value, keys: &[String]) -> Value {
+/// Keys whose values Payloads records always hide, whatever `redactKeys` says, in
+/// [`normalise_key`] form. A key is hidden when its normalised name equals or ends with
+/// one of these (or a `redactKeys` entry): `github_token`, `DB-Password`, `x-api-key`.
+pub const ALWAYS_REDACTED: &[&str] = &[
+    "authorization",
+    "password",
+    "passwords",
+    "passwd",
+    "passphrase",
+    "secret",
+    "secrets",
+    "clientsecret",
+    "token",
+    "tokens",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "apikey",
+    "apikeys",
+    "xapikey",
+    "cookie",
+    "cookies",
+    "setcookie",
+    "privatekey",
+    "credential",
+    "credentials",
+];
+
+/// A key as redaction compares it: lowercase, without `-`, `_`, `.` and spaces
+/// (`X-Api-Key`, `x_api_key` and `xApiKey` are all `xapikey`).
+pub fn normalise_key(key: &str) -> String {
+    key.chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether the value of `key` is hidden: its normalised name equals or ends with a
+/// built-in key or one of `extra` (normalised already).
+pub fn is_redacted(key: &str, extra: &[String]) -> bool {
+    let key = normalise_key(key);
+    ALWAYS_REDACTED
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .any(|r| !r.is_empty() && key.ends_with(r))
+}
+
+/// A copy of `v` with the values of redacted keys ([`is_redacted`]: the built-ins and
+/// `extra`, normalised) replaced by [`REDACTED`] at any depth.
+pub fn redact(v: &Value, extra: &[String]) -> Value {
     match v {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, val)| {
-                    let hidden = keys.iter().any(|r| r.eq_ignore_ascii_case(k));
-                    let val = if hidden {
+                    let val = if is_redacted(k, extra) {
                         json!(REDACTED)
                     } else {
-                        redact(val, keys)
+                        redact(val, extra)
                     };
                     (k.clone(), val)
                 })
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(|i| redact(i, keys)).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|i| redact(i, extra)).collect()),
         other => other.clone(),
     }
 }
@@ -269,12 +318,63 @@ mod tests {
 
     #[test]
     fn redaction_is_deep_and_case_insensitive() {
-        let v = json!({"user": "a", "Password": "p", "nested": [{"API_KEY": {"x": 1}, "ok": 2}]});
-        let r = redact(&v, &["password".into(), "api_key".into()]);
+        let v = json!({"user": "a", "Password": "p", "SSN": 1,
+                       "nested": [{"API_KEY": {"x": 1}, "ok": 2}]});
+        let r = redact(&v, &[normalise_key("s-s-n")]);
         assert_eq!(
             r,
-            json!({"user": "a", "Password": REDACTED, "nested": [{"API_KEY": REDACTED, "ok": 2}]})
+            json!({"user": "a", "Password": REDACTED, "SSN": REDACTED,
+                   "nested": [{"API_KEY": REDACTED, "ok": 2}]})
         );
+    }
+
+    #[test]
+    fn built_in_keys_match_normalised_names_and_suffixes() {
+        for k in [
+            "authorization",
+            "Authorization",
+            "password",
+            "DB_PASSWORD",
+            "db.password",
+            "passwd",
+            "secret",
+            "client_secret",
+            "clientSecret",
+            "token",
+            "github_token",
+            "access_token",
+            "Access-Token",
+            "refresh_token",
+            "id_token",
+            "api_key",
+            "apiKey",
+            "API-KEY",
+            "x-api-key",
+            "X_Api_Key",
+            "cookie",
+            "Set-Cookie",
+            "private_key",
+            "ssh private key",
+            "credentials",
+            "aws_credential",
+            "tokens",
+        ] {
+            assert!(is_redacted(k, &[]), "{k} should be redacted");
+        }
+        for k in [
+            "tokenizer",
+            "user",
+            "message",
+            "monkey",
+            "keys",
+            "token_count",
+            "cookie_jar",
+        ] {
+            assert!(!is_redacted(k, &[]), "{k} should be kept");
+        }
+        // Empty entries (a redactKeys of "-") never hide everything.
+        assert!(!is_redacted("user", &[normalise_key("-")]));
+        assert!(is_redacted("patient-SSN", &[normalise_key("ssn")]));
     }
 
     #[test]

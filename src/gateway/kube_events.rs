@@ -79,7 +79,11 @@ impl Reason {
             }
             Rule::RateLimited => Some(Reason::RateLimited),
             Rule::Unauthorized => Some(Reason::Unauthorized),
-            Rule::TooLarge | Rule::Timeout | Rule::Overloaded => None,
+            Rule::TooLarge
+            | Rule::Timeout
+            | Rule::Overloaded
+            | Rule::Malformed
+            | Rule::InvalidMessage => None,
         }
     }
 

@@ -37,7 +37,8 @@ pub struct LiveConfig {
     pub limits: Limits,
     /// Permits for `tools/call`s in flight.
     pub calls: Arc<Semaphore>,
-    /// `redactKeys`, lowercased.
+    /// `redactKeys`, normalised ([`super::audit::normalise_key`]); the built-in keys
+    /// are always redacted besides.
     pub redact_keys: Vec<String>,
     /// Headers added to every upstream request (values from the environment).
     pub upstream_headers: HeaderMap,
@@ -97,7 +98,7 @@ impl LiveConfig {
             .audit
             .redact_keys
             .iter()
-            .map(|k| k.to_ascii_lowercase())
+            .map(|k| super::audit::normalise_key(k))
             .collect();
         let upstream_headers = upstream_headers(&file);
         LiveConfig {

@@ -27,8 +27,9 @@
 //! definition cache · [`ratelimit`] token buckets · [`audit`] audit records ·
 //! [`metrics`] Prometheus text · [`live`] the compiled, swappable configuration ·
 //! [`reload`] watching the file · [`refusal`] the refusals and their JSON-RPC bodies ·
-//! [`config`] the file format · [`kube_api`] the optional API client · [`kube_events`]
-//! Events about refusals · [`token_review`] ServiceAccount tokens.
+//! [`strict_json`] the request bodies accepted · [`config`] the file format ·
+//! [`kube_api`] the optional API client · [`kube_events`] Events about refusals ·
+//! [`token_review`] ServiceAccount tokens.
 
 pub mod audit;
 pub mod auth;
@@ -48,6 +49,7 @@ pub mod server;
 pub mod session_calls;
 pub mod sse;
 pub mod sse_relay;
+pub mod strict_json;
 pub mod token_review;
 pub mod upstream;
 

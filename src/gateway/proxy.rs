@@ -1,12 +1,20 @@
-//! The MCP routes, request side: authenticate, bound the body, parse it once, apply the
-//! read-only rule for probes, the rate limit, the tool policy and prefix for each
+//! The MCP routes, request side: authenticate (before reading the body: a refused
+//! caller's body is never read), bound the body, parse it strictly
+//! ([`strict_json`](super::strict_json)) into exactly one JSON-RPC message, apply the
+//! read-only rule for probes, the rate limit, the tool policy and prefix for a
 //! `tools/call`, the concurrency limit, then forward to the upstream and hand the answer
-//! to [`respond`](super::respond). Everything else (unknown methods, notifications,
-//! responses to server requests, unparseable bodies) passes through untouched.
+//! to [`respond`](super::respond). Unknown methods, notifications and responses to server
+//! requests pass through untouched — once they parsed strictly.
 //!
-//! A batch (JSON array body) is forwarded only when every message in it passes; when one
-//! is refused, the whole batch is answered by the gateway (refused messages with their
-//! rule, the others with "not forwarded").
+//! Nothing unchecked goes upstream: a body that is not strict JSON is refused (HTTP 400,
+//! JSON-RPC -32700, rule `Malformed`), and so is strict JSON that is not one message — a
+//! batch (JSON array; removed from MCP in 2025-06-18), a scalar, an object that is no
+//! request, notification or response, a request whose id is not a string or an integer,
+//! a `tools/call` without a string `params.name` (HTTP 400, -32600, `InvalidMessage`).
+//! Every refusal of a whole request is one JSON-RPC error (id null) and one audit record.
+//! The upstream receives the bytes the caller sent, or the re-serialised message when the
+//! gateway rewrote it (tool prefix); `docs/gateway.md` ("Strict parsing") says why the
+//! two mean the same to any upstream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +35,7 @@ use super::metrics::Metrics;
 use super::ratelimit::{RateLimiter, retry_after_secs};
 use super::refusal::{Refusal, Rule, json_response};
 use super::respond::{self, Exchange};
+use super::strict_json;
 use super::token_review::TokenReviewer;
 use super::upstream::Upstream;
 use crate::mcp_http::jsonrpc::{self, Kind, code};
@@ -151,36 +160,21 @@ pub async fn post(
     let Some(cfg) = gw.config.current() else {
         return not_configured();
     };
-    let auth = gw.authenticate(&headers, &cfg).await;
-    let body = match read_request_body(&headers, body, cfg.limits.max_request_bytes).await {
-        Ok(b) => b,
-        Err(refusal) => {
-            let who = auth.as_ref().map_or("unknown", |p| p.name());
-            PendingAudit::start(cfg.clone(), who, &json!({}), 0, start).finish(
-                &gw.audit,
-                &gw.metrics,
-                Outcome::Denied(refusal.rule),
-                0,
-                None,
-            );
-            return refusal.into_response(&[Value::Null], false);
-        }
-    };
-    let Ok(mut parsed) = serde_json::from_slice::<Value>(&body) else {
-        if let Err(refusal) = auth {
-            gw.audit.report(refusal.rule, "unknown", None);
-            return refusal.into_response(&[Value::Null], false);
-        }
-        // Not JSON: the upstream answers with its own parse error.
-        return forward_untracked(&gw, &cfg, Method::POST, &headers, body).await;
-    };
-    let batch = parsed.is_array();
-    let who = auth.as_ref().map_or("unknown", |p| p.name()).to_owned();
-    let pending = start_audits(&cfg, &who, &parsed, batch, body.len(), start);
-    let principal = match auth {
+    // Authenticate first: a refused caller's body is never read.
+    let principal = match gw.authenticate(&headers, &cfg).await {
         Ok(p) => p,
-        Err(refusal) => return refuse_all(&gw, &who, pending, &refusal, batch),
+        Err(refusal) => return refuse_request(&gw, &cfg, "unknown", &refusal, 0, start),
     };
+    let (body, mut parsed) = match read_message(&headers, body, &cfg).await {
+        Ok(read) => read,
+        Err((refusal, len)) => {
+            return refuse_request(&gw, &cfg, principal.name(), &refusal, len, start);
+        }
+    };
+    // One message: read_message refuses batches.
+    let batch = false;
+    let who = principal.name().to_owned();
+    let pending = start_audits(&cfg, &who, &parsed, batch, body.len(), start);
     if let Err(refusal) = admit(&gw, &cfg, &principal, &parsed, pending.len()) {
         return refuse_all(&gw, &who, pending, &refusal, batch);
     }
@@ -262,7 +256,7 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
     resp
 }
 
-/// Forwards without looking at the answer (DELETE, unparseable bodies).
+/// Forwards without looking at the answer (DELETE).
 async fn forward_untracked(
     gw: &Gateway,
     cfg: &LiveConfig,
@@ -301,6 +295,77 @@ async fn read_request_body(headers: &HeaderMap, body: Body, limit: u64) -> Resul
     axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
         .map_err(|_| too_large())
+}
+
+/// Reads the body and parses it strictly into one JSON-RPC message. A refusal comes with
+/// the number of bytes read (0 when the body was refused unread).
+async fn read_message(
+    headers: &HeaderMap,
+    body: Body,
+    cfg: &LiveConfig,
+) -> Result<(Bytes, Value), (Refusal, u64)> {
+    let body = read_request_body(headers, body, cfg.limits.max_request_bytes)
+        .await
+        .map_err(|r| (r, 0))?;
+    let len = body.len() as u64;
+    let parsed = strict_json::parse(&body).map_err(|e| {
+        let refusal = Refusal::new(Rule::Malformed, format!("parse error: {e}"));
+        (refusal, len)
+    })?;
+    one_message(&parsed).map_err(|r| (r, len))?;
+    Ok((body, parsed))
+}
+
+/// Whether a strictly parsed body is one JSON-RPC message the gateway can decide on.
+fn one_message(msg: &Value) -> Result<(), Refusal> {
+    let invalid = |why: &str| {
+        let message = format!("invalid request: {why}");
+        Err(Refusal::new(Rule::InvalidMessage, message))
+    };
+    match msg {
+        Value::Object(_) => {}
+        Value::Array(_) => {
+            return invalid(
+                "JSON-RPC batches are not supported (removed from MCP in 2025-06-18); \
+                 send one message per request",
+            );
+        }
+        _ => return invalid("the body is not a JSON-RPC message (an object)"),
+    }
+    match jsonrpc::kind(msg) {
+        Kind::Invalid => invalid("not a JSON-RPC request, notification or response"),
+        Kind::Request if !(msg["id"].is_string() || msg["id"].is_i64() || msg["id"].is_u64()) => {
+            invalid("a request id must be a string or an integer")
+        }
+        Kind::Request
+            if jsonrpc::method(msg) == Some("tools/call") && jsonrpc::param_name(msg).is_none() =>
+        {
+            invalid("tools/call needs params.name, a string")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a whole request before any of its messages is looked at (unauthenticated, too
+/// large, not strict JSON, not one message): the rule's HTTP status, one JSON-RPC error
+/// with id null, one audit record.
+fn refuse_request(
+    gw: &Gateway,
+    cfg: &Arc<LiveConfig>,
+    who: &str,
+    refusal: &Refusal,
+    bytes_in: u64,
+    start: Instant,
+) -> Response<Body> {
+    let answer = refusal.to_jsonrpc(Value::Null);
+    PendingAudit::start(cfg.clone(), who, &json!({}), bytes_in, start).finish(
+        &gw.audit,
+        &gw.metrics,
+        Outcome::refused(refusal.rule),
+        answer.to_string().len() as u64,
+        Some(&answer),
+    );
+    refusal.into_response(&[Value::Null], false)
 }
 
 /// One pending audit record per request message, in message order.

@@ -21,11 +21,17 @@ pub enum Rule {
     ReadOnly,
     Timeout,
     Overloaded,
+    /// The body is not strict JSON (HTTP 400, JSON-RPC -32700; see
+    /// [`strict_json`](super::strict_json)).
+    Malformed,
+    /// Strict JSON but not one JSON-RPC message: a batch, a scalar, a request without
+    /// a usable id or tool name (HTTP 400, JSON-RPC -32600).
+    InvalidMessage,
 }
 
 impl Rule {
     /// Every rule, for metrics.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 12] = [
         Rule::Denied,
         Rule::NotGranted,
         Rule::Unpinned,
@@ -36,6 +42,8 @@ impl Rule {
         Rule::ReadOnly,
         Rule::Timeout,
         Rule::Overloaded,
+        Rule::Malformed,
+        Rule::InvalidMessage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +58,8 @@ impl Rule {
             Rule::ReadOnly => "ReadOnly",
             Rule::Timeout => "Timeout",
             Rule::Overloaded => "Overloaded",
+            Rule::Malformed => "Malformed",
+            Rule::InvalidMessage => "InvalidMessage",
         }
     }
 
@@ -109,6 +119,8 @@ impl Refusal {
             Rule::TooLarge => code::TOO_LARGE,
             Rule::Unauthorized => code::UNAUTHORIZED,
             Rule::Timeout => code::TIMEOUT,
+            Rule::Malformed => code::PARSE_ERROR,
+            Rule::InvalidMessage => code::INVALID_REQUEST,
             Rule::Overloaded => code::OVERLOADED,
         }
     }
@@ -121,6 +133,7 @@ impl Refusal {
             Rule::ReadOnly => StatusCode::FORBIDDEN,
             Rule::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Rule::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rule::Malformed | Rule::InvalidMessage => StatusCode::BAD_REQUEST,
             _ => StatusCode::OK,
         }
     }
