@@ -428,6 +428,9 @@ pub struct PinnedTool {
     pub name: String,
 
     /// SHA-256 (lowercase hex) of the tool's canonical definition, as in status.tools.
+    // maxLength bounds the rule's estimated CEL cost: without it (1,024 pins of unbounded
+    // strings) a real API server refuses the CRD (cost budget exceeded).
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-f]{64}$')").message("sha256 must be 64 lowercase hex characters, as printed by `mcp-operator probe --pins`"))]
     pub sha256: String,
 }
