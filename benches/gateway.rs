@@ -9,7 +9,13 @@
 //! - `mcp-proxy`: the same stdio server through the Python mcp-proxy.
 //!
 //! Also samples the gateway's peak RSS under load. Writes `bench-results/gateway.{csv,json,svg}`.
-//! `cargo bench --bench gateway -- [--seconds 5] [--clients 1,16,64] [--only name,name]`
+//! `cargo bench --bench gateway -- [--seconds 5] [--clients 1,16,64] [--only name,name]
+//! [--baseline-bin PATH]`
+//!
+//! `--baseline-bin` (or `MCP_BENCH_BASELINE_BIN`) adds `gateway@baseline` and
+//! `bridge+gateway@baseline`: the same config through another build of `mcp-operator`
+//! (e.g. the last release, built from a worktree), so a change's cost to the data path is
+//! read as a ratio within one run.
 //! Numbers are for comparison within one run, never assertions.
 
 use std::fmt::Write as _;
@@ -29,6 +35,8 @@ struct Args {
     clients: Vec<usize>,
     only: Option<Vec<String>>,
     out_dir: PathBuf,
+    /// Another `mcp-operator` binary whose gateway is measured beside this one.
+    baseline_bin: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +45,7 @@ fn parse_args() -> Args {
         clients: vec![1, 16, 64],
         only: None,
         out_dir: repo("bench-results"),
+        baseline_bin: std::env::var_os("MCP_BENCH_BASELINE_BIN").map(PathBuf::from),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -60,6 +69,7 @@ fn parse_args() -> Args {
                 )
             }
             "--out-dir" => args.out_dir = PathBuf::from(it.next().unwrap_or_default()),
+            "--baseline-bin" => args.baseline_bin = it.next().map(PathBuf::from),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -164,7 +174,7 @@ struct Fixture {
     _dir: PathBuf,
 }
 
-fn start_all(only: &Option<Vec<String>>) -> Fixture {
+fn start_all(only: &Option<Vec<String>>, baseline: Option<&Path>) -> Fixture {
     let want = |n: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == n));
     let dir = std::env::temp_dir().join(format!("mcp-gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -206,7 +216,12 @@ fn start_all(only: &Option<Vec<String>>) -> Fixture {
         });
     }
     if want("gateway") {
-        let (p, target) = start_gateway("gateway", &config, &direct_url);
+        let (p, target) = start_gateway("gateway", operator_bin(), &config, &direct_url);
+        targets.push(target);
+        procs.push(p);
+    }
+    if let Some(bin) = baseline.filter(|_| want("gateway")) {
+        let (p, target) = start_gateway("gateway@baseline", bin, &config, &direct_url);
         targets.push(target);
         procs.push(p);
     }
@@ -237,7 +252,12 @@ fn start_all(only: &Option<Vec<String>>) -> Fixture {
         }
         procs.push(bridge);
         if want("bridge+gateway") {
-            let (p, target) = start_gateway("bridge+gateway", &config, &bridge_url);
+            let (p, target) = start_gateway("bridge+gateway", operator_bin(), &config, &bridge_url);
+            targets.push(target);
+            procs.push(p);
+        }
+        if let Some(bin) = baseline.filter(|_| want("bridge+gateway")) {
+            let (p, target) = start_gateway("bridge+gateway@baseline", bin, &config, &bridge_url);
             targets.push(target);
             procs.push(p);
         }
@@ -286,10 +306,15 @@ fn start_all(only: &Option<Vec<String>>) -> Fixture {
     }
 }
 
-/// `mcp-operator gateway` with `config` in front of `upstream`, as target `name`.
-fn start_gateway(name: &'static str, config: &Path, upstream: &str) -> (Proc, Target) {
+/// `bin gateway` with `config` in front of `upstream`, as target `name`.
+fn start_gateway(
+    name: &'static str,
+    bin: impl AsRef<std::ffi::OsStr>,
+    config: &Path,
+    upstream: &str,
+) -> (Proc, Target) {
     let port = free_port();
-    let mut cmd = Command::new(operator_bin());
+    let mut cmd = Command::new(bin);
     cmd.args(["gateway", "--config"]).arg(config).args([
         "--listen",
         &format!("127.0.0.1:{port}"),
@@ -533,7 +558,7 @@ async fn run_level(target: &Target, clients: usize, seconds: u64) -> Row {
 fn main() -> std::io::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = parse_args();
-    let fixture = start_all(&args.only);
+    let fixture = start_all(&args.only, args.baseline_bin.as_deref());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -592,6 +617,20 @@ fn report(args: &Args, rows: &[Row]) -> std::io::Result<()> {
                 g.p50_ms - d.p50_ms,
                 100.0 * g.per_sec / d.per_sec
             );
+        }
+        for (now, base) in [
+            ("gateway", "gateway@baseline"),
+            ("bridge+gateway", "bridge+gateway@baseline"),
+        ] {
+            if let (Some(n), Some(b)) = (find(now, c), find(base, c)) {
+                println!(
+                    "{c:>3} clients: {now} p50 is {:.2}x the baseline's ({:.3} vs {:.3} ms), throughput {:.2}x",
+                    n.p50_ms / b.p50_ms,
+                    n.p50_ms,
+                    b.p50_ms,
+                    n.per_sec / b.per_sec
+                );
+            }
         }
         if let Some(b) = find("bridge+gateway", c) {
             for peer in ["supergateway", "mcp-proxy"] {
