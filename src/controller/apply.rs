@@ -2,7 +2,9 @@
 //! desired object differs from what is stored, and pruning owned children the spec no
 //! longer wants. "Differs" means: the hash of the desired object (kept in an annotation)
 //! changed, or a field we set was changed by someone else. Fields we never set (server
-//! defaults, other managers) are ignored, so a settled cluster sees no writes.
+//! defaults, other managers) are ignored, so a settled cluster sees no writes. Neither
+//! path ever writes or deletes an object without the McpServer's controller
+//! ownerReference ([`super::ownership`]).
 
 use std::fmt::Debug;
 
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{
     context::{Context, FIELD_MANAGER},
     error::{Error, is_not_found},
+    ownership::{self, ChildConflict, Holder},
 };
 use crate::api::McpServer;
 
@@ -64,6 +67,18 @@ pub enum Change {
     Unchanged,
 }
 
+/// The stored object of kind `K` named `name` in `ns`, as JSON (None: absent).
+pub async fn read<K: Child>(ctx: &Context, ns: &str, name: &str) -> Result<Option<Value>, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    match api.get(name).await {
+        Ok(obj) => Ok(Some(
+            serde_json::to_value(&obj).map_err(|e| Error::serde(name, e))?,
+        )),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Applies `desired` (in `server`'s namespace) when it differs from what is stored.
 pub async fn apply<K: Child>(
     ctx: &Context,
@@ -71,18 +86,34 @@ pub async fn apply<K: Child>(
     desired: K,
 ) -> Result<Change, Error> {
     let ns = server.namespace().unwrap_or_default();
+    let current = read::<K>(ctx, &ns, &desired.name_any()).await?;
+    apply_read(ctx, server, desired, current.as_ref()).await
+}
+
+/// Applies `desired` when it differs from `current`, the stored object as read by the
+/// caller ([`read`]). Never writes over an object `server` does not control
+/// ([`Error::ChildConflict`]): callers check with [`ownership::first_conflict`] first,
+/// this is the last line.
+pub async fn apply_read<K: Child>(
+    ctx: &Context,
+    server: &McpServer,
+    desired: K,
+    current: Option<&Value>,
+) -> Result<Change, Error> {
+    let ns = server.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let name = desired.name_any();
+    let uid = server.uid().unwrap_or_default();
+    if let Some(current) = current
+        && ownership::holder(Some(current), &uid) != Holder::Ours
+    {
+        return Err(ChildConflict::new(K::kind(&()), name, current).into());
+    }
     let mut value = serde_json::to_value(&desired).map_err(|e| Error::serde(&name, e))?;
     ensure_owned(&mut value, server);
     let hash = hash_of(&value);
     set_annotation(&mut value, HASH_ANNOTATION, &hash);
-    let existing = match api.get(&name).await {
-        Ok(obj) => Some(serde_json::to_value(&obj).map_err(|e| Error::serde(&name, e))?),
-        Err(e) if is_not_found(&e) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let change = match &existing {
+    let change = match current {
         None => Change::Created,
         Some(current) if needs_apply(&value, current, &hash) => Change::Updated,
         Some(_) => return Ok(Change::Unchanged),
@@ -119,11 +150,8 @@ pub async fn prune<K: Child>(
         Err(e) if is_not_found(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let owned = obj
-        .owner_references()
-        .iter()
-        .any(|o| o.uid == uid && o.controller == Some(true));
-    if !owned || obj.meta().deletion_timestamp.is_some() {
+    let value = serde_json::to_value(&obj).map_err(|e| Error::serde(candidate, e))?;
+    if !ownership::may_delete(&value, &uid) {
         return Ok(None);
     }
     ctx.may_write()?;

@@ -43,6 +43,12 @@ pub enum Error {
     /// A watch of the controller failed in a way the controller could not recover from.
     #[error("controller stopped: {0}")]
     Controller(String),
+    /// A child name is held by an object this McpServer does not control: never adopted.
+    /// The reconcile checks every child before writing any and reports a conflict as
+    /// `Accepted=False`; as an error it only comes from [`super::apply::apply_read`]'s
+    /// own check, the last line for a caller that did not check first.
+    #[error(transparent)]
+    ChildConflict(#[from] super::ownership::ChildConflict),
 }
 
 impl Error {
@@ -59,6 +65,7 @@ impl Error {
             Self::Lease(_) => "LeaderElection",
             Self::Admin { .. } => "Admin",
             Self::Controller(_) => "Controller",
+            Self::ChildConflict(_) => super::ownership::ChildConflict::REASON,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod ownership;
 pub mod policy;
 pub mod probes;
 pub mod retry;

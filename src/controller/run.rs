@@ -375,14 +375,45 @@ fn controller(
         .with_config(controller_config(shared.config.reconcile_concurrency));
     let bindings = bindings_controller.store();
     let secret_bindings = bindings.clone();
+    // Children: by their McpServer ownerReference (what `owns` does) and by name, so an
+    // object holding a server's child name without being its child (ChildConflict)
+    // re-reconciles that server when it changes or goes away.
     let controller = controller
-        .owns(scoped::<Deployment>(client, ns), cfg.clone())
-        .owns(scoped::<Service>(client, ns), cfg.clone())
-        .owns(scoped::<Secret>(client, ns), cfg.clone())
-        .owns(scoped::<ServiceAccount>(client, ns), cfg.clone())
-        .owns(scoped::<Role>(client, ns), cfg.clone())
-        .owns(scoped::<RoleBinding>(client, ns), cfg.clone())
-        .owns(scoped::<NetworkPolicy>(client, ns), cfg.clone())
+        .watches(
+            scoped::<Deployment>(client, ns),
+            cfg.clone(),
+            child_trigger(servers.clone()),
+        )
+        .watches(
+            scoped::<Service>(client, ns),
+            cfg.clone(),
+            child_trigger(servers.clone()),
+        )
+        .watches(
+            scoped::<Secret>(client, ns),
+            cfg.clone(),
+            child_trigger(servers.clone()),
+        )
+        .watches(
+            scoped::<ServiceAccount>(client, ns),
+            cfg.clone(),
+            child_trigger(servers.clone()),
+        )
+        .watches(
+            scoped::<Role>(client, ns),
+            cfg.clone(),
+            child_trigger(servers.clone()),
+        )
+        .watches(
+            scoped::<RoleBinding>(client, ns),
+            cfg.clone(),
+            child_trigger(servers.clone()),
+        )
+        .watches(
+            scoped::<NetworkPolicy>(client, ns),
+            cfg.clone(),
+            child_trigger(servers.clone()),
+        )
         // A policy change (or deletion) re-reconciles exactly the servers it targets now
         // and those it stops targeting (its previous status.targets, appliedPolicies).
         .watches(
@@ -446,6 +477,35 @@ fn controller(
     }
     .boxed();
     (run, ready)
+}
+
+/// Maps an object of a child kind to the McpServers it concerns: those named by its
+/// McpServer ownerReferences, and the server (if one exists) whose child of this kind
+/// would have its name ([`super::ownership::server_for_child`]).
+fn child_trigger<K>(
+    servers: kube::runtime::reflector::Store<McpServer>,
+) -> impl Fn(K) -> Vec<ObjectRef<McpServer>> + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()>,
+{
+    move |obj: K| {
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        let api_version = McpServer::api_version(&());
+        let mut refs: Vec<ObjectRef<McpServer>> = obj
+            .owner_references()
+            .iter()
+            .filter(|o| o.kind == "McpServer" && o.api_version == api_version)
+            .map(|o| ObjectRef::new(&o.name).within(&ns))
+            .collect();
+        let name = obj.name_any();
+        if let Some(server) = super::ownership::server_for_child(&K::kind(&()), &name) {
+            let r = ObjectRef::new(server).within(&ns);
+            if !refs.contains(&r) && servers.get(&r).is_some() {
+                refs.push(r);
+            }
+        }
+        refs
+    }
 }
 
 /// Completes once `store` has seen its first complete list. Polls rather than waiting

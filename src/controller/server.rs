@@ -27,6 +27,7 @@ use super::{
     context::Context,
     error::{Error, is_not_found},
     events::tools_changed_note,
+    ownership::{self, ChildConflict, ReadChild},
     probes::{self, Schedule},
     retry,
     status::{self, Acceptance, Availability, Observed, types},
@@ -170,18 +171,34 @@ async fn missing_secret(ctx: &Context, server: &McpServer) -> Result<Option<Stri
     Ok(None)
 }
 
-/// Acceptance and (when accepted) the desired children. A refused spec changes nothing
-/// that runs: a Deployment from an earlier accepted spec is kept (neither updated nor
-/// pruned), and the Accepted message says so.
+/// Acceptance and (when accepted) the desired children with what is stored under their
+/// names. A child name held by an object this server does not control refuses the spec
+/// (`ChildConflict`, [`ownership`]) before anything is written. A refused spec changes
+/// nothing that runs: a Deployment from an earlier accepted spec is kept (neither
+/// updated nor pruned), and the Accepted message says so.
 async fn accept(
     ctx: &Context,
     server: &McpServer,
     policies: &[Arc<McpPolicy>],
     build_ctx: &Result<BuildContext, String>,
-) -> Result<(Acceptance, Option<Desired>), Error> {
+) -> Result<(Acceptance, Option<(Desired, Vec<ReadChild>)>), Error> {
     let (acceptance, desired) = accept_spec(ctx, server, policies, build_ctx).await?;
+    let acceptance = match (acceptance, desired) {
+        (Acceptance::Accepted, Some(desired)) => {
+            let read = read_children(ctx, server, &desired).await?;
+            let uid = server.uid().unwrap_or_default();
+            match ownership::first_conflict(&uid, &read) {
+                None => return Ok((Acceptance::Accepted, Some((desired, read)))),
+                Some(conflict) => Acceptance::Rejected {
+                    reason: ChildConflict::REASON.to_owned(),
+                    message: conflict.to_string(),
+                },
+            }
+        }
+        (acceptance, _) => acceptance,
+    };
     let Acceptance::Rejected { reason, message } = acceptance else {
-        return Ok((acceptance, desired));
+        return Ok((acceptance, None));
     };
     let ns = server.namespace().unwrap_or_default();
     let name = server.name_any();
@@ -202,6 +219,39 @@ async fn accept(
         refresh_running_gateway(ctx, server, build_ctx).await?;
     }
     Ok((Acceptance::Rejected { reason, message }, None))
+}
+
+/// Reads the stored object of every child `desired` wants (one GET each, in apply
+/// order); [`apply_children`] applies against these reads, so each child is read once.
+async fn read_children(
+    ctx: &Context,
+    server: &McpServer,
+    desired: &Desired,
+) -> Result<Vec<ReadChild>, Error> {
+    let ns = server.namespace().unwrap_or_default();
+    let mut out = Vec::new();
+    for (kind, name) in desired.children() {
+        let current = match kind {
+            "ServiceAccount" => apply::read::<ServiceAccount>(ctx, &ns, &name).await?,
+            "Role" => apply::read::<Role>(ctx, &ns, &name).await?,
+            "RoleBinding" => apply::read::<RoleBinding>(ctx, &ns, &name).await?,
+            "Secret" => apply::read::<Secret>(ctx, &ns, &name).await?,
+            "NetworkPolicy" => apply::read::<NetworkPolicy>(ctx, &ns, &name).await?,
+            "Deployment" => apply::read::<Deployment>(ctx, &ns, &name).await?,
+            "Service" => apply::read::<Service>(ctx, &ns, &name).await?,
+            other => {
+                return Err(Error::Controller(format!(
+                    "no reader for child kind {other}"
+                )));
+            }
+        };
+        out.push(ReadChild {
+            kind,
+            name,
+            current,
+        });
+    }
+    Ok(out)
 }
 
 /// A refused server that still runs from an earlier accepted spec keeps enforcing the
@@ -332,6 +382,9 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
         .collect();
     // Every McpBinding targeting the server: token hashes, narrowing, grants.
     let bindings = super::binding::gateway::for_server(ctx, server).await?;
+    // A user-chosen pod ServiceAccount never gets TokenReview rights (item 12, see
+    // `tokenreview`): its gateway is not given ServiceAccount subjects it cannot check.
+    let (bindings, unreviewable) = super::tokenreview::without_unreviewable(server, bindings);
     let mut build_ctx = BuildContext {
         operator_image: ctx.operator_image.clone(),
         probe_token_sha256: vec![ctx.probe_token.sha256.clone()],
@@ -346,9 +399,14 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
     {
         b.api_server_egress = ctx.api_server_egress.rules().await;
     }
-    let (acceptance, desired) = accept(ctx, server, &policies, &build_ctx).await?;
-    if let Some(desired) = &desired {
-        apply_children(ctx, server, desired.clone()).await?;
+    let (acceptance, planned) = accept(ctx, server, &policies, &build_ctx).await?;
+    let desired = planned.as_ref().map(|(d, _)| d.clone());
+    if let Some((desired, read)) = planned {
+        let gateway_written = apply_children(ctx, server, desired, &read).await?;
+        if gateway_written && !unreviewable.is_empty() {
+            let note = super::tokenreview::tokens_disabled_note(server, &unreviewable);
+            record_event(ctx, server, true, "ServiceAccountTokensDisabled", note).await;
+        }
     }
     let gateway_enabled = server.spec.gateway.as_ref().is_none_or(|g| g.enabled);
     let has_pod = server.spec.container.is_some() || gateway_enabled;
@@ -415,8 +473,18 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
             new.consecutive_failures.unwrap_or(0),
         ))),
         Schedule::Later(d) => Action::requeue(d),
+        // A conflicting object is not ours, so `owns` does not see it; the name-mapped
+        // child watches (`run::controller`) do, and this slow requeue is the backstop.
+        Schedule::Never if is_conflict(&acceptance) => Action::requeue(CONFLICT_RECHECK),
         Schedule::Never => Action::await_change(),
     })
+}
+
+/// How often a server refused with `ChildConflict` re-checks without any trigger.
+pub const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn is_conflict(acceptance: &Acceptance) -> bool {
+    matches!(acceptance, Acceptance::Rejected { reason, .. } if reason == ChildConflict::REASON)
 }
 
 /// Probes the server; None when a Secret needed for the probe went missing meanwhile.
@@ -444,8 +512,15 @@ async fn probe(
 }
 
 /// Applies every desired child and prunes the owned ones no longer wanted; one Event per
-/// created, updated or deleted child.
-async fn apply_children(ctx: &Context, server: &McpServer, desired: Desired) -> Result<(), Error> {
+/// created, updated or deleted child. `read` holds what is stored under each wanted
+/// name (already checked: all ours or absent). Returns whether the gateway Secret was
+/// created or updated.
+async fn apply_children(
+    ctx: &Context,
+    server: &McpServer,
+    desired: Desired,
+    read: &[ReadChild],
+) -> Result<bool, Error> {
     let Desired {
         deployment,
         service,
@@ -464,7 +539,12 @@ async fn apply_children(ctx: &Context, server: &McpServer, desired: Desired) -> 
             let wanted: Vec<String> = $obj.iter().map(|o| o.name_any()).collect();
             if let Some(obj) = $obj {
                 let name = obj.name_any();
-                let change = apply::apply::<$ty>(ctx, server, obj).await?;
+                let change = match read.iter().find(|r| r.kind == $kind && r.name == name) {
+                    Some(r) => {
+                        apply::apply_read::<$ty>(ctx, server, obj, r.current.as_ref()).await?
+                    }
+                    None => apply::apply::<$ty>(ctx, server, obj).await?,
+                };
                 changes.push(($kind, name, change));
             }
             if let Some(name) = apply::prune::<$ty>(ctx, server, $child_name, &wanted).await? {
@@ -498,7 +578,9 @@ async fn apply_children(ctx: &Context, server: &McpServer, desired: Desired) -> 
             record(ctx, server, reason, &note).await;
         }
     }
-    Ok(())
+    Ok(changes.iter().any(|(kind, name, change)| {
+        *kind == "Secret" && *name == gateway_name && *change != Change::Unchanged
+    }))
 }
 
 async fn record(ctx: &Context, server: &McpServer, reason: &str, note: &str) {

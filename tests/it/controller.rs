@@ -5,7 +5,7 @@
 
 mod api_server;
 mod bad_input;
-mod binding;
+pub(crate) mod binding;
 mod binding_gateway;
 mod examples;
 mod faults;
@@ -44,7 +44,7 @@ const OPERATOR_NS: &str = "mcp-operator-system";
 const IMAGE: &str = "ghcr.io/mcp-operator/mcp-operator:test";
 
 /// A fresh embedded API server with the CRDs installed, and an admin client.
-async fn cluster() -> (ApiServerHandle, Client) {
+pub(crate) async fn cluster() -> (ApiServerHandle, Client) {
     mcp_operator::telemetry::init_logging(mcp_operator::telemetry::LogFormat::Plain);
     let server = ApiServer::start(ApiServerOptions::default())
         .await
@@ -60,14 +60,14 @@ async fn cluster() -> (ApiServerHandle, Client) {
 }
 
 /// An operator running in-process; stopped (gracefully) by [`Operator::stop`].
-struct Operator {
+pub(crate) struct Operator {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), Error>>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Operator {
-    fn start(client: Client, config: RunConfig) -> Self {
+    pub(crate) fn start(client: Client, config: RunConfig) -> Self {
         let metrics = config.metrics.clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(run_with(client, config, async move {
@@ -80,7 +80,7 @@ impl Operator {
         }
     }
 
-    async fn stop(mut self) -> Result<(), Error> {
+    pub(crate) async fn stop(mut self) -> Result<(), Error> {
         let _ = self.stop.take().expect("running").send(());
         tokio::time::timeout(Duration::from_secs(30), &mut self.task)
             .await
@@ -95,12 +95,12 @@ impl Drop for Operator {
     }
 }
 
-fn config() -> RunConfig {
+pub(crate) fn config() -> RunConfig {
     RunConfig::new(OPERATOR_NS, IMAGE)
 }
 
 /// Polls `check` every 50 ms until it returns Some, panicking with `what` after `secs`.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -119,7 +119,7 @@ where
 }
 
 /// Creates namespace `ns` (no error when it exists).
-async fn namespace(client: &Client, ns: &str) {
+pub(crate) async fn namespace(client: &Client, ns: &str) {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
     let _ = api.create(&PostParams::default(), &obj).await;
@@ -192,7 +192,7 @@ async fn apply_example(client: &Client, ns: &str, file: &str) -> Vec<String> {
 }
 
 /// Creates an McpServer from a JSON spec.
-async fn create_server(client: &Client, ns: &str, name: &str, spec: Value) -> McpServer {
+pub(crate) async fn create_server(client: &Client, ns: &str, name: &str, spec: Value) -> McpServer {
     let server: McpServer = serde_json::from_value(json!({
         "apiVersion": "mcp-operator.dev/v1alpha1",
         "kind": "McpServer",
@@ -217,7 +217,7 @@ fn remote_spec(url: &str) -> Value {
 }
 
 /// Plays the Deployment controller: marks Deployment `name` available.
-async fn make_available(client: &Client, ns: &str, name: &str) {
+pub(crate) async fn make_available(client: &Client, ns: &str, name: &str) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     eventually(
         &format!("Deployment {ns}/{name} marked available"),
@@ -247,7 +247,7 @@ async fn try_make_available(api: &Api<Deployment>, name: &str) -> bool {
         .is_ok()
 }
 
-async fn get_server(client: &Client, ns: &str, name: &str) -> McpServer {
+pub(crate) async fn get_server(client: &Client, ns: &str, name: &str) -> McpServer {
     Api::<McpServer>::namespaced(client.clone(), ns)
         .get(name)
         .await
@@ -255,7 +255,7 @@ async fn get_server(client: &Client, ns: &str, name: &str) -> McpServer {
 }
 
 /// Waits until condition `type_` of server `name` has `status` (and `reason` if given).
-async fn wait_condition(
+pub(crate) async fn wait_condition(
     client: &Client,
     ns: &str,
     name: &str,
@@ -286,7 +286,7 @@ async fn wait_condition(
 }
 
 /// Events (events.k8s.io/v1) about `name` in `ns`, as (reason, note).
-async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+pub(crate) async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
     Api::<Event>::namespaced(client.clone(), ns)
         .list(&Default::default())
         .await
@@ -298,7 +298,7 @@ async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, Strin
 }
 
 /// Waits for an Event with `reason` about `name`.
-async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> String {
+pub(crate) async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> String {
     eventually(&format!("Event {reason} about {ns}/{name}"), 60, || async {
         events_for(client, ns, name)
             .await
@@ -332,7 +332,11 @@ async fn create_policy(client: &Client, ns: &str, name: &str, spec: Value) {
 }
 
 /// The decoded `config.json` of Secret `<server>-gateway`, if it exists.
-async fn gateway_config(client: &Client, ns: &str, server: &str) -> Option<GatewayConfig> {
+pub(crate) async fn gateway_config(
+    client: &Client,
+    ns: &str,
+    server: &str,
+) -> Option<GatewayConfig> {
     let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
         .get_opt(&format!("{server}-gateway"))
         .await
@@ -342,7 +346,7 @@ async fn gateway_config(client: &Client, ns: &str, server: &str) -> Option<Gatew
 }
 
 /// Waits until the gateway configuration of `server` exists and satisfies `ok`.
-async fn wait_gateway(
+pub(crate) async fn wait_gateway(
     client: &Client,
     ns: &str,
     server: &str,

@@ -45,7 +45,7 @@ pub(super) async fn create_labelled(
 }
 
 /// Creates an McpBinding from a JSON spec.
-pub(super) async fn create_binding(client: &Client, ns: &str, name: &str, spec: Value) {
+pub(crate) async fn create_binding(client: &Client, ns: &str, name: &str, spec: Value) {
     let b: McpBinding = serde_json::from_value(json!({
         "apiVersion": "mcp-operator.dev/v1alpha1", "kind": "McpBinding",
         "metadata": {"name": name, "namespace": ns},
@@ -219,7 +219,7 @@ pub(super) async fn assert_no_token_outside_binding_secrets(
 
 /// Waits until the operator has made no write for a second, then checks it makes none
 /// for two more.
-pub(super) async fn assert_settles(operator: &Operator) {
+pub(crate) async fn assert_settles(operator: &Operator) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let seen = operator.metrics.writes();

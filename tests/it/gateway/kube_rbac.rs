@@ -1,10 +1,11 @@
 //! The operator side of ServiceAccount tokens: the task of `src/controller/tokenreview.rs`
 //! keeps the ClusterRoleBinding `mcp-operator-gateways` listing the gateway
 //! ServiceAccounts of exactly the servers targeted by McpBindings with ServiceAccount
-//! subjects. It runs as the operator's ServiceAccount under every object of
-//! `config/rbac` (the embedded API server's RBAC mode), creates nothing until a subject
-//! is needed, follows servers and bindings as they come and go, and writes nothing
-//! while nothing changes.
+//! subjects, and only those ServiceAccounts the operator created and controls (never a
+//! user-chosen `serviceAccountName`). It runs as the operator's ServiceAccount under
+//! every object of `config/rbac` (the embedded API server's RBAC mode), creates nothing
+//! until a subject is needed, follows servers and bindings as they come and go, and
+//! writes nothing while nothing changes.
 
 use std::time::{Duration, Instant};
 
@@ -150,10 +151,26 @@ async fn the_operator_keeps_the_gateways_tokenreview_binding() {
         }))
         .unwrap()
     };
-    servers("agents")
+    // Plays the McpServer controller: the gateway ServiceAccount `<server>` it creates,
+    // labelled and controlled by the server. Only such ServiceAccounts are ever listed.
+    let own_account = |server: &McpServer| -> ServiceAccount {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": server.metadata.name, "namespace": server.metadata.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "mcp-operator"},
+                "ownerReferences": [{"apiVersion": "mcp-operator.dev/v1alpha1", "kind": "McpServer",
+                    "name": server.metadata.name, "uid": server.metadata.uid, "controller": true}],
+            },
+        }))
+        .unwrap()
+    };
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), "agents");
+    let memory = servers("agents")
         .create(&pp, &server("memory", json!({}), None))
         .await
         .unwrap();
+    accounts.create(&pp, &own_account(&memory)).await.unwrap();
+    // A user-chosen ServiceAccount (item 12): never given TokenReview rights.
     servers("agents")
         .create(
             &pp,
@@ -161,6 +178,11 @@ async fn the_operator_keeps_the_gateways_tokenreview_binding() {
         )
         .await
         .unwrap();
+    let files = servers("agents")
+        .create(&pp, &server("files", json!({"tier": "web"}), None))
+        .await
+        .unwrap();
+    accounts.create(&pp, &own_account(&files)).await.unwrap();
     servers("other")
         .create(&pp, &server("memory", json!({}), None))
         .await
@@ -198,7 +220,7 @@ async fn the_operator_keeps_the_gateways_tokenreview_binding() {
         )
         .await
         .unwrap();
-    let rv = wait_subjects(&admin, &["agents/memory", "agents/search-sa"]).await;
+    let rv = wait_subjects(&admin, &["agents/files", "agents/memory"]).await;
 
     // Settled: no write while nothing changes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -206,7 +228,7 @@ async fn the_operator_keeps_the_gateways_tokenreview_binding() {
 
     // Servers and bindings leaving drop their gateways; the emptied binding stays.
     servers("agents")
-        .delete("search", &DeleteParams::default())
+        .delete("files", &DeleteParams::default())
         .await
         .unwrap();
     wait_subjects(&admin, &["agents/memory"]).await;
