@@ -10,13 +10,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::audit::AuditLog;
+use super::connections::{ConnectionLimits, ConnectionStats};
 use super::kube_api::KubeApiMode;
 use super::live::ConfigHandle;
 use super::metrics::Metrics;
+use super::origin::AllowedFromFlags;
 use super::proxy::Gateway;
 use super::reload::ConfigWatcher;
+use super::sessions::SessionLimits;
 use super::token_review::TokenReviewer;
-use super::upstream::{HttpUpstream, InProcessUpstream, Upstream, http_client};
+use super::upstream::{HttpUpstream, InProcessUpstream, TimedUpstream, Upstream, http_client};
 use crate::prober::target::TlsOptions;
 use crate::telemetry::{LogFormat, init_logging};
 
@@ -67,6 +70,41 @@ pub struct GatewayArgs {
     /// The Events' reporting instance (default: HOSTNAME, which is the pod name).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// Open client connections at most (lowered to fit the file-descriptor limit); beyond
+    /// it a small reserve serves only the health routes, and then connections are closed
+    /// at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers (also ends keep-alive connections
+    /// idle that long).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds after which a connection on which no request has authenticated is closed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub unauthenticated_idle_seconds: u64,
+    /// Seconds the upstream has to answer a request other than tools/call (whose limit is
+    /// the policy's callTimeout), and to send a stream's headers.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upstream_timeout_seconds: u64,
+    /// Live MCP sessions per caller (binding, probe, anonymous); one more initialize gets
+    /// HTTP 429.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_sessions_per_principal: u32,
+    /// Live MCP sessions in all; one more initialize gets HTTP 503.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_sessions: u32,
+    /// Seconds without a request (and no open stream) after which a session expires and
+    /// the gateway ends it upstream.
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub session_idle_seconds: u64,
+    /// A host name clients may address the gateway by (Host header), besides localhost,
+    /// IP literals and the config's allowedHosts; repeatable; `*` allows any.
+    #[arg(long = "allowed-host")]
+    pub allowed_hosts: Vec<String>,
+    /// A browser origin (`scheme://host[:port]`) allowed besides loopback origins and
+    /// origins on an allowed host; repeatable; `*` allows any.
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Runs the gateway until SIGTERM.
@@ -98,7 +136,13 @@ async fn serve(args: &GatewayArgs, audit: AuditLog) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let mut watcher = ConfigWatcher::new(&args.config, handle.clone(), metrics.clone());
     watcher.check();
-    let upstream = build_upstream(args, &handle)?;
+    let stats = Arc::new(ConnectionStats::default());
+    let upstream_timeout = Duration::from_secs(args.upstream_timeout_seconds);
+    let upstream: Arc<dyn Upstream> = Arc::new(TimedUpstream::new(
+        build_upstream(args, &handle)?,
+        upstream_timeout,
+        stats.upstream_timeouts.clone(),
+    ));
     let mut audit = audit;
     let mut reviewer = None;
     if let Some(client) = super::kube_api::connect(args.kube_api, args.kubeconfig.as_ref()).await {
@@ -114,12 +158,30 @@ async fn serve(args: &GatewayArgs, audit: AuditLog) -> anyhow::Result<()> {
         ));
         reviewer = Some(Arc::new(TokenReviewer::new(client, metrics.clone())));
     }
-    let mut gw = Gateway::new(handle, upstream, metrics, audit);
+    let sessions = SessionLimits {
+        per_principal: args.max_sessions_per_principal as usize,
+        total: args.max_sessions as usize,
+        idle: Duration::from_secs(args.session_idle_seconds),
+    };
+    let mut gw =
+        Gateway::new(handle, upstream, metrics, audit).with_limits(sessions, upstream_timeout);
     if let Some(reviewer) = reviewer {
         gw = gw.with_token_review(reviewer);
     }
     let gw = Arc::new(gw);
-    let app = super::server::router(gw, &args.path);
+    let allowed = AllowedFromFlags {
+        hosts: args.allowed_hosts.clone(),
+        origins: args.allowed_origins.clone(),
+    };
+    let app = super::server::router(gw.clone(), &args.path, allowed, stats.clone());
+    let reserve = super::server::reserve_router(gw.clone(), stats.clone());
+    let limits = ConnectionLimits {
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        unauthenticated_idle: Duration::from_secs(args.unauthenticated_idle_seconds),
+    }
+    .fitted_to(super::connections::nofile_limit());
+    let expiry = super::sessions::spawn_expiry(gw);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -127,13 +189,21 @@ async fn serve(args: &GatewayArgs, audit: AuditLog) -> anyhow::Result<()> {
     tracing::info!(listen = %bound, path = %args.path, upstream = %redacted_url(&args.upstream), "gateway listening");
     let watch = tokio::spawn(watcher.run());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(super::server::serve(listener, app, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(super::connections::serve(
+        listener,
+        app,
+        reserve,
+        limits,
+        stats,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(());
     watch.abort();
+    expiry.abort();
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => {}

@@ -42,6 +42,15 @@ pub struct GatewayConfig {
     /// How to reach the upstream server beyond its URL.
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Host names (without port) clients may address the gateway by, besides
+    /// `localhost` and IP literals: DNS-rebinding protection. The operator renders the
+    /// Service's names. `*` allows any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins (`scheme://host[:port]`) allowed besides loopback origins and
+    /// origins on an allowed host. `*` allows any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Which server a gateway fronts.
@@ -171,6 +180,17 @@ impl GatewayConfig {
         }
         if self.probe_token_sha256.iter().any(|h| !is_hash(h)) {
             return Err("probeTokenSha256 entries must be SHA-256 hex digests".into());
+        }
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .chain(&self.allowed_origins)
+            .find(|h| h.is_empty() || h.len() > 253 || h.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "allowedHosts/allowedOrigins entry {:?} is not a host name or origin",
+                bad.chars().take(64).collect::<String>()
+            ));
         }
         for h in &self.upstream.headers {
             if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {

@@ -83,7 +83,12 @@ impl Reason {
             | Rule::Timeout
             | Rule::Overloaded
             | Rule::Malformed
-            | Rule::InvalidMessage => None,
+            | Rule::InvalidMessage
+            | Rule::SessionNotFound
+            | Rule::SessionLimit
+            | Rule::SessionsFull
+            | Rule::HostNotAllowed
+            | Rule::OriginNotAllowed => None,
         }
     }
 

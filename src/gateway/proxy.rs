@@ -60,6 +60,11 @@ pub struct Gateway {
     pub definitions: ToolDefinitions,
     /// Some when the gateway may check ServiceAccount tokens with TokenReview.
     pub reviewer: Option<Arc<TokenReviewer>>,
+    /// Session owners, caps and idle expiry.
+    pub sessions: Arc<super::sessions::Sessions>,
+    /// Longest wait for the upstream's answer to a request that is not a `tools/call`
+    /// (for streams: for its headers).
+    pub upstream_timeout: std::time::Duration,
     own_ids: AtomicU64,
 }
 
@@ -78,8 +83,21 @@ impl Gateway {
             limiter: RateLimiter::default(),
             definitions: ToolDefinitions::default(),
             reviewer: None,
+            sessions: Arc::default(),
+            upstream_timeout: super::upstream::DEFAULT_UPSTREAM_TIMEOUT,
             own_ids: AtomicU64::new(1),
         }
+    }
+
+    /// Session caps and idle expiry, and the upstream timeout (defaults otherwise).
+    pub fn with_limits(
+        mut self,
+        sessions: super::sessions::SessionLimits,
+        upstream_timeout: std::time::Duration,
+    ) -> Self {
+        self.sessions = Arc::new(super::sessions::Sessions::new(sessions));
+        self.upstream_timeout = upstream_timeout;
+        self
     }
 
     /// Accepts ServiceAccount tokens, checked by `reviewer`.
@@ -93,7 +111,12 @@ impl Gateway {
         headers: &HeaderMap,
         cfg: &LiveConfig,
     ) -> Result<Principal, Refusal> {
-        authenticate_any(headers, cfg, self.reviewer.as_deref()).await
+        let principal = authenticate_any(headers, cfg, self.reviewer.as_deref()).await;
+        if principal.is_ok() {
+            // The connection's unauthenticated idle limit no longer applies.
+            super::connections::mark_authenticated();
+        }
+        principal
     }
 
     /// A JSON-RPC id for the gateway's own requests (never a number, so it cannot
@@ -178,6 +201,12 @@ pub async fn post(
     if let Err(refusal) = admit(&gw, &cfg, &principal, &parsed, pending.len()) {
         return refuse_all(&gw, &who, pending, &refusal, batch);
     }
+    // Session ownership and caps, before anything is sent in the named session.
+    let opens = pending.iter().any(|p| p.method == "initialize");
+    let slot = match super::sessions::gate_post(&gw, &principal, &headers, opens) {
+        Ok(slot) => slot,
+        Err(refusal) => return refuse_all(&gw, &who, pending, &refusal, batch),
+    };
     let session = SessionHeaders::of(&headers);
     let (verdicts, rewritten) = check_calls(&gw, &cfg, &principal, &mut parsed, &session).await;
     if verdicts.iter().any(Option::is_some) {
@@ -207,7 +236,8 @@ pub async fn post(
         batch,
         initialize,
     );
-    respond::forward(exchange, req).await
+    let resp = respond::forward(exchange.with_slot(slot), req).await;
+    super::sessions::hold_while_streaming(&gw, &headers, resp)
 }
 
 /// `GET <path>`: the server's event stream (also resumption with `Last-Event-ID`).
@@ -222,6 +252,9 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
             return refusal.into_response(&[Value::Null], false);
         }
     };
+    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers) {
+        return super::sessions::refuse_http(&gw, cfg, &principal, &Method::GET, &refusal);
+    }
     let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
     let session = SessionHeaders::of(&headers);
     let exchange = Exchange::new(
@@ -235,7 +268,8 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
         false,
         false,
     );
-    respond::forward(exchange, req).await
+    let resp = respond::forward(exchange, req).await;
+    super::sessions::hold_while_streaming(&gw, &headers, resp)
 }
 
 /// `DELETE <path>`: ends a session.
@@ -243,15 +277,22 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
     let Some(cfg) = gw.config.current() else {
         return not_configured();
     };
-    if let Err(refusal) = gw.authenticate(&headers, &cfg).await {
-        gw.audit.report(refusal.rule, "unknown", None);
-        return refusal.into_response(&[Value::Null], false);
+    let principal = match gw.authenticate(&headers, &cfg).await {
+        Ok(p) => p,
+        Err(refusal) => {
+            gw.audit.report(refusal.rule, "unknown", None);
+            return refusal.into_response(&[Value::Null], false);
+        }
+    };
+    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers) {
+        return super::sessions::refuse_http(&gw, cfg, &principal, &Method::DELETE, &refusal);
     }
     let resp = forward_untracked(&gw, &cfg, Method::DELETE, &headers, Bytes::new()).await;
-    if resp.status().is_success()
+    if (resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND)
         && let Some(id) = headers.get(SESSION_ID).and_then(|v| v.to_str().ok())
     {
         gw.metrics.session_closed(id);
+        gw.sessions.forget(id);
     }
     resp
 }

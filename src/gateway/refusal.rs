@@ -27,11 +27,21 @@ pub enum Rule {
     /// Strict JSON but not one JSON-RPC message: a batch, a scalar, a request without
     /// a usable id or tool name (HTTP 400, JSON-RPC -32600).
     InvalidMessage,
+    /// An `Mcp-Session-Id` this gateway did not open for the caller (HTTP 404).
+    SessionNotFound,
+    /// The caller holds its maximum of live sessions (HTTP 429).
+    SessionLimit,
+    /// The gateway holds its maximum of live sessions (HTTP 503).
+    SessionsFull,
+    /// The `Host` header names no allowed host (HTTP 403, DNS rebinding).
+    HostNotAllowed,
+    /// The `Origin` header names no allowed origin (HTTP 403, DNS rebinding).
+    OriginNotAllowed,
 }
 
 impl Rule {
     /// Every rule, for metrics.
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 17] = [
         Rule::Denied,
         Rule::NotGranted,
         Rule::Unpinned,
@@ -44,6 +54,11 @@ impl Rule {
         Rule::Overloaded,
         Rule::Malformed,
         Rule::InvalidMessage,
+        Rule::SessionNotFound,
+        Rule::SessionLimit,
+        Rule::SessionsFull,
+        Rule::HostNotAllowed,
+        Rule::OriginNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +75,11 @@ impl Rule {
             Rule::Overloaded => "Overloaded",
             Rule::Malformed => "Malformed",
             Rule::InvalidMessage => "InvalidMessage",
+            Rule::SessionNotFound => "SessionNotFound",
+            Rule::SessionLimit => "SessionLimit",
+            Rule::SessionsFull => "SessionsFull",
+            Rule::HostNotAllowed => "HostNotAllowed",
+            Rule::OriginNotAllowed => "OriginNotAllowed",
         }
     }
 
@@ -121,7 +141,10 @@ impl Refusal {
             Rule::Timeout => code::TIMEOUT,
             Rule::Malformed => code::PARSE_ERROR,
             Rule::InvalidMessage => code::INVALID_REQUEST,
-            Rule::Overloaded => code::OVERLOADED,
+            Rule::Overloaded | Rule::SessionLimit | Rule::SessionsFull => code::OVERLOADED,
+            // What the MCP SDKs answer for a session they do not know.
+            Rule::SessionNotFound => code::UNAUTHORIZED,
+            Rule::HostNotAllowed | Rule::OriginNotAllowed => code::FORBIDDEN,
         }
     }
 
@@ -134,6 +157,10 @@ impl Refusal {
             Rule::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Rule::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rule::Malformed | Rule::InvalidMessage => StatusCode::BAD_REQUEST,
+            Rule::SessionNotFound => StatusCode::NOT_FOUND,
+            Rule::SessionLimit => StatusCode::TOO_MANY_REQUESTS,
+            Rule::SessionsFull => StatusCode::SERVICE_UNAVAILABLE,
+            Rule::HostNotAllowed | Rule::OriginNotAllowed => StatusCode::FORBIDDEN,
             _ => StatusCode::OK,
         }
     }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
@@ -22,6 +23,8 @@ use super::enforce;
 use super::live::LiveConfig;
 use super::proxy::{Gateway, SessionHeaders, upstream_unavailable};
 use super::refusal::{Refusal, Rule};
+use super::sessions::SessionSlot;
+use super::upstream::{HeadersDeadline, UpstreamError};
 use crate::mcp_http::jsonrpc::{self, Kind};
 use crate::mcp_http::{PROTOCOL_VERSION, SESSION_ID};
 
@@ -48,6 +51,10 @@ pub struct Exchange {
     pub(super) permit: Option<OwnedSemaphorePermit>,
     batch: bool,
     initialize: bool,
+    /// The place reserved for the session an `initialize` opens.
+    slot: Option<SessionSlot>,
+    /// The limit `deadline` stands for, for the timeout answer.
+    timeout: Duration,
 }
 
 impl Exchange {
@@ -63,7 +70,17 @@ impl Exchange {
         batch: bool,
         initialize: bool,
     ) -> Self {
-        let pending = pending.into_iter().map(|p| (p.id.to_string(), p)).collect();
+        let pending: HashMap<String, PendingAudit> =
+            pending.into_iter().map(|p| (p.id.to_string(), p)).collect();
+        // Requests other than tools/call are bounded by the upstream timeout.
+        let (deadline, timeout) = match deadline {
+            Some(d) => (Some(d), cfg.limits.call_timeout),
+            None if !pending.is_empty() => (
+                Some(Instant::now() + gw.upstream_timeout),
+                gw.upstream_timeout,
+            ),
+            None => (None, gw.upstream_timeout),
+        };
         Exchange {
             gw,
             cfg,
@@ -74,7 +91,15 @@ impl Exchange {
             permit,
             batch,
             initialize,
+            slot: None,
+            timeout,
         }
+    }
+
+    /// Carries the slot reserved for the session this `initialize` opens.
+    pub fn with_slot(mut self, slot: Option<SessionSlot>) -> Self {
+        self.slot = slot;
+        self
     }
 
     pub(super) fn pending_ids(&self) -> Vec<Value> {
@@ -169,13 +194,18 @@ impl Exchange {
         for id in calls {
             super::session_calls::send_cancelled(&self.gw, &self.cfg, &self.session, id);
         }
-        let refusal = Refusal::new(
-            Rule::Timeout,
+        let message = if self.pending.values().any(|p| p.method == "tools/call") {
             format!(
                 "the call took longer than the limit of {} ms and was cancelled",
-                self.cfg.limits.call_timeout.as_millis()
-            ),
-        );
+                self.timeout.as_millis()
+            )
+        } else {
+            format!(
+                "the MCP server did not answer within the limit of {} ms",
+                self.timeout.as_millis()
+            )
+        };
+        let refusal = Refusal::new(Rule::Timeout, message);
         self.refuse_pending(&refusal)
     }
 
@@ -200,7 +230,12 @@ impl Exchange {
 }
 
 /// Sends the request and relays the answer.
-pub async fn forward(mut ex: Exchange, req: Request<Bytes>) -> Response<Body> {
+pub async fn forward(mut ex: Exchange, mut req: Request<Bytes>) -> Response<Body> {
+    if let Some(d) = ex.deadline {
+        // Our own deadline answers first (with cancellation), not the upstream timeout.
+        req.extensions_mut()
+            .insert(HeadersDeadline(d + Duration::from_secs(1)));
+    }
     let sent = ex.gw.upstream.send(req);
     let resp = match ex.deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
@@ -222,6 +257,9 @@ pub async fn forward(mut ex: Exchange, req: Request<Bytes>) -> Response<Body> {
             tracing::warn!(error = %e, "upstream request failed");
             let ids = ex.pending_ids();
             ex.finish_all(Outcome::Error(None), |_| None);
+            if let UpstreamError::Timeout(_) = e {
+                return upstream_timed_out(&e.to_string(), &ids, ex.batch);
+            }
             return upstream_unavailable(&e.to_string(), &ids, ex.batch);
         }
     };
@@ -232,7 +270,7 @@ pub async fn forward(mut ex: Exchange, req: Request<Bytes>) -> Response<Body> {
             .upstream_errors
             .fetch_add(1, Ordering::Relaxed);
     }
-    track_sessions(&ex, resp.headers(), status);
+    track_sessions(&mut ex, resp.headers(), status);
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -254,18 +292,34 @@ pub async fn forward(mut ex: Exchange, req: Request<Bytes>) -> Response<Body> {
     }
 }
 
-fn track_sessions(ex: &Exchange, headers: &HeaderMap, status: StatusCode) {
+fn track_sessions(ex: &mut Exchange, headers: &HeaderMap, status: StatusCode) {
     if ex.initialize
         && status.is_success()
         && let Some(id) = headers.get(SESSION_ID).and_then(|v| v.to_str().ok())
     {
         ex.gw.metrics.session_opened(id);
+        if let Some(slot) = ex.slot.take() {
+            slot.open(id);
+        }
     }
     if status == StatusCode::NOT_FOUND
         && let Some(id) = ex.session.session_id()
     {
         ex.gw.metrics.session_closed(id);
+        // Reached only by the session's owner: the upstream no longer knows it.
+        ex.gw.sessions.forget(id);
     }
+}
+
+/// 504 with a JSON-RPC timeout error for each id.
+fn upstream_timed_out(why: &str, ids: &[Value], batch: bool) -> Response<Body> {
+    let one = |id: &Value| jsonrpc::error_response(id.clone(), jsonrpc::code::TIMEOUT, why);
+    let body = if batch {
+        Value::Array(ids.iter().map(one).collect())
+    } else {
+        one(ids.first().unwrap_or(&Value::Null))
+    };
+    super::refusal::json_response(StatusCode::GATEWAY_TIMEOUT, &body)
 }
 
 /// The upstream answer with only the relayed headers.

@@ -14,6 +14,15 @@ use bytes::Bytes;
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// Default bound on an upstream request's time to response headers (and, for requests
+/// other than `tools/call`, to the answer).
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A later deadline for one request's response headers than the default upstream timeout
+/// (a `tools/call` under its call timeout), as a request extension.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadersDeadline(pub tokio::time::Instant);
+
 /// Why an upstream request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -23,6 +32,8 @@ pub enum UpstreamError {
     Read(String),
     #[error("the upstream client could not be built: {0}")]
     Setup(String),
+    #[error("the MCP server did not answer within {0} ms")]
+    Timeout(u128),
 }
 
 /// The MCP server behind the gateway, at the HTTP level. Requests carry a path-less URI
@@ -150,5 +161,54 @@ impl Upstream for InProcessUpstream {
 
     fn ready(&self) -> BoxFuture<bool> {
         self.probe.ready()
+    }
+}
+
+/// Bounds every upstream request's time to response headers by `timeout`, or by the
+/// request's [`HeadersDeadline`] when it has one. The body (a stream's life) is not bounded
+/// here.
+pub struct TimedUpstream {
+    inner: std::sync::Arc<dyn Upstream>,
+    timeout: Duration,
+    timeouts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TimedUpstream {
+    /// `timeouts` counts the requests that ran out of time.
+    pub fn new(
+        inner: std::sync::Arc<dyn Upstream>,
+        timeout: Duration,
+        timeouts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        TimedUpstream {
+            inner,
+            timeout,
+            timeouts,
+        }
+    }
+}
+
+impl Upstream for TimedUpstream {
+    fn send(&self, req: Request<Bytes>) -> BoxFuture<Result<Response<Body>, UpstreamError>> {
+        let deadline = req
+            .extensions()
+            .get::<HeadersDeadline>()
+            .map_or_else(|| tokio::time::Instant::now() + self.timeout, |d| d.0);
+        let sent = self.inner.send(req);
+        let timeouts = self.timeouts.clone();
+        let limit = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, sent).await {
+                Ok(r) => r,
+                Err(_) => {
+                    timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Err(UpstreamError::Timeout(limit.as_millis()))
+                }
+            }
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<bool> {
+        self.inner.ready()
     }
 }

@@ -44,7 +44,21 @@ pub(crate) fn gateway_config(target: &Target<'_>, ctx: &BuildContext) -> Gateway
         policy: ctx.policy.clone(),
         bindings,
         upstream: upstream(target),
+        allowed_hosts: service_names(target),
+        allowed_origins: Vec::new(),
     }
+}
+
+/// The names the gateway is addressed by in the cluster: its Service's DNS names (the
+/// gateway refuses other `Host` names than these, `localhost` and IP literals).
+fn service_names(target: &Target<'_>) -> Vec<String> {
+    let (svc, ns) = (target.name, target.namespace);
+    vec![
+        svc.to_owned(),
+        format!("{svc}.{ns}"),
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}.svc.cluster.local"),
+    ]
 }
 
 fn upstream(target: &Target<'_>) -> UpstreamConfig {
