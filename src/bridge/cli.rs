@@ -7,6 +7,7 @@ use super::backend::{PerSessionBackend, Process, SharedBackend, WarmPool};
 use super::child::{ChildCommand, ChildConfig, DEFAULT_MAX_LINE_BYTES};
 use super::server::{ServeOptions, serve};
 use crate::mcp_http::streamable::StreamableConfig;
+use crate::mcp_http::streamable::outbox::DEFAULT_SESSION_BACKLOG_BYTES;
 use crate::telemetry::{LogFormat, init_logging};
 
 /// How client sessions map onto processes.
@@ -42,6 +43,11 @@ pub struct BridgeArgs {
     /// On SIGTERM, wait at most this many seconds for calls in flight.
     #[arg(long, default_value_t = 10)]
     pub drain_seconds: u64,
+    /// Bytes of server messages one client session may hold while its client does not
+    /// read them (GET backlog and open streams together); beyond, the oldest backlog
+    /// messages are dropped, then the session's fullest stream is cut.
+    #[arg(long, default_value_t = DEFAULT_SESSION_BACKLOG_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65536..=1 << 32))]
+    pub session_backlog_bytes: usize,
     /// Longest stdout line (one JSON-RPC message) taken from the process; a longer line is
     /// a protocol error of the process: logged by length, dropped, counted.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
@@ -74,6 +80,7 @@ pub fn run(args: &BridgeArgs) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(args.drain_seconds),
         streamable: StreamableConfig {
             idle_timeout: Duration::from_secs(args.session_idle_seconds),
+            session_backlog_bytes: args.session_backlog_bytes,
             ..StreamableConfig::default()
         },
     };

@@ -304,17 +304,18 @@ impl Mux {
             .map_err(|_| BackendError::Unavailable("the MCP server process exited".into()))
     }
 
-    /// Routes one message the process wrote to the session(s) it belongs to.
-    pub fn dispatch(&self, message: Value) {
+    /// Routes one message the process wrote (a line of `size` bytes) to the session(s) it
+    /// belongs to; `size` counts against each session's byte limit.
+    pub fn dispatch(&self, message: Value, size: usize) {
         match jsonrpc::kind(&message) {
-            Kind::Response | Kind::Error => self.dispatch_response(message),
-            Kind::Notification => self.dispatch_notification(message),
-            Kind::Request => self.dispatch_server_request(message),
+            Kind::Response | Kind::Error => self.dispatch_response(message, size),
+            Kind::Notification => self.dispatch_notification(message, size),
+            Kind::Request => self.dispatch_server_request(message, size),
             Kind::Invalid => tracing::debug!("ignoring an invalid message from the process"),
         }
     }
 
-    fn dispatch_response(&self, mut message: Value) {
+    fn dispatch_response(&self, mut message: Value, size: usize) {
         let Some(child_id) = message.get("id").and_then(Value::as_u64) else {
             return;
         };
@@ -333,11 +334,11 @@ impl Mux {
         };
         if let Some((outbox, client_id)) = target {
             message["id"] = client_id;
-            outbox.deliver(message);
+            outbox.deliver_sized(message, size);
         }
     }
 
-    fn dispatch_notification(&self, mut message: Value) {
+    fn dispatch_notification(&self, mut message: Value, size: usize) {
         let outboxes: Vec<Arc<Outbox>> = {
             let mut state = self.lock();
             match jsonrpc::method(&message) {
@@ -375,13 +376,13 @@ impl Mux {
         };
         if let Some((last, rest)) = outboxes.split_last() {
             for outbox in rest {
-                outbox.deliver(message.clone());
+                outbox.deliver_sized(message.clone(), size);
             }
-            last.deliver(message);
+            last.deliver_sized(message, size);
         }
     }
 
-    fn dispatch_server_request(&self, message: Value) {
+    fn dispatch_server_request(&self, message: Value, size: usize) {
         let id = jsonrpc::id(&message).cloned().unwrap_or_default();
         let mut state = self.lock();
         if jsonrpc::method(&message) == Some("ping") {
@@ -403,7 +404,7 @@ impl Mux {
             Some((key, outbox)) => {
                 state.server_requests.insert(jsonrpc::id_key(&id), key);
                 drop(state);
-                outbox.deliver(message);
+                outbox.deliver_sized(message, size);
             }
             None => {
                 let refusal = jsonrpc::error_response(
@@ -425,6 +426,11 @@ mod tests {
     use super::*;
     use tokio::sync::mpsc;
 
+    fn dispatch(mux: &Mux, message: Value) {
+        let size = crate::mcp_http::streamable::outbox::serialized_len(&message);
+        mux.dispatch(message, size);
+    }
+
     fn started_mux() -> (Mux, mpsc::Receiver<Vec<u8>>) {
         let mux = Mux::default();
         let (writer, lines) = mpsc::channel(16);
@@ -436,8 +442,8 @@ mod tests {
         serde_json::from_slice(&lines.try_recv().expect("a line")).unwrap()
     }
 
-    fn answers(outbox: &Outbox, id: Value) -> mpsc::UnboundedReceiver<Value> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn answers(outbox: &Outbox, id: Value) -> crate::mcp_http::streamable::queue::StreamReceiver {
+        let (tx, rx) = outbox.new_stream();
         let request = crate::mcp_http::streamable::outbox::RegisteredRequest {
             id,
             progress_token: Some(jsonrpc::id_key(&json!("tok"))),
@@ -463,9 +469,18 @@ mod tests {
         );
 
         let progress_b = to_b["params"]["_meta"]["progressToken"].clone();
-        mux.dispatch(json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":progress_b,"progress":1}}));
-        mux.dispatch(json!({"jsonrpc":"2.0","id":to_b["id"],"result":{"who":"b"}}));
-        mux.dispatch(json!({"jsonrpc":"2.0","id":to_a["id"],"result":{"who":"a"}}));
+        dispatch(
+            &mux,
+            json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":progress_b,"progress":1}}),
+        );
+        dispatch(
+            &mux,
+            json!({"jsonrpc":"2.0","id":to_b["id"],"result":{"who":"b"}}),
+        );
+        dispatch(
+            &mux,
+            json!({"jsonrpc":"2.0","id":to_a["id"],"result":{"who":"a"}}),
+        );
         assert_eq!(b_rx.try_recv().unwrap()["params"]["progressToken"], "tok");
         let answer_b = b_rx.try_recv().unwrap();
         assert_eq!(
@@ -528,7 +543,10 @@ mod tests {
             .await
             .unwrap();
         let _ = written(&mut lines);
-        mux.dispatch(json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage"}));
+        dispatch(
+            &mux,
+            json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage"}),
+        );
         let mut a_get = a.open_get_stream().unwrap();
         let mut b_get = b.open_get_stream().unwrap();
         // a has one POST in flight: the request went to that stream, not to GET.
@@ -547,7 +565,10 @@ mod tests {
             .await
             .unwrap();
         let _ = written(&mut lines);
-        mux.dispatch(json!({"jsonrpc":"2.0","id":"s2","method":"roots/list"}));
+        dispatch(
+            &mux,
+            json!({"jsonrpc":"2.0","id":"s2","method":"roots/list"}),
+        );
         let refusal = written(&mut lines);
         assert_eq!(refusal["id"], "s2");
         assert!(refusal["error"].is_object());

@@ -134,6 +134,19 @@ fn render_metrics<B: BridgeBackend>(server: &StreamableServer<B>) -> String {
         "client requests waiting for their response",
         server.requests_in_flight().max(0) as u64,
     );
+    let dropped = &server.metrics.outbox;
+    counter(
+        &mut out,
+        "mcp_bridge_session_messages_dropped_total",
+        "server messages dropped from session backlogs (message or byte limit)",
+        dropped.messages_dropped.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "mcp_bridge_session_streams_cut_total",
+        "session streams cut because their client did not read them (byte limit)",
+        dropped.streams_cut.load(Ordering::Relaxed),
+    );
     server.backend().write_metrics(&mut out);
     out
 }

@@ -118,7 +118,7 @@ async fn pump(mux: &Mux, child: &mut RunningChild, stop: &mut watch::Receiver<bo
     loop {
         tokio::select! {
             message = child.next_message() => match message {
-                Some((message, _len)) => mux.dispatch(message),
+                Some((message, len)) => mux.dispatch(message, len),
                 None => return false,
             },
             _ = stop.wait_for(|s| *s) => return true,

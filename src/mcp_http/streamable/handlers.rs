@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::outbox::{RegisteredRequest, StreamReceiver};
 use super::{Backend, BackendSession, Session, StreamableServer};
@@ -96,7 +95,7 @@ pub async fn post<B: Backend>(
         return StatusCode::ACCEPTED.into_response();
     }
     let post = server.next_post.fetch_add(1, Ordering::Relaxed);
-    let (stream, answers) = mpsc::unbounded_channel();
+    let (stream, answers) = session.outbox.new_stream();
     if let Err(reason) = session.outbox.register(post, &requests, &stream) {
         return rpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, reason);
     }
@@ -131,7 +130,14 @@ async fn initialize<B: Backend>(server: &Arc<StreamableServer<B>>, init: Value) 
             "server is shutting down",
         );
     }
-    let outbox = Arc::new(super::Outbox::new(server.config.get_backlog_limit));
+    let limits = super::OutboxLimits {
+        backlog_messages: server.config.get_backlog_limit,
+        bytes: server.config.session_backlog_bytes,
+    };
+    let outbox = Arc::new(super::Outbox::with_limits(
+        limits,
+        server.metrics.outbox.clone(),
+    ));
     match server.backend.open(init, outbox.clone()).await {
         Ok((session, response)) => {
             let session_id = server.insert_session(session, outbox);

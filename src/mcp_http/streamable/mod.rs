@@ -6,11 +6,13 @@
 //!
 //! The bridge puts stdio processes behind it ([`crate::bridge`]), and
 //! [`super::sse_upstream`] a legacy SSE server. Layout: [`outbox`] per-session routing of
-//! server messages to HTTP streams · [`handlers`] the HTTP side · this file: the backend
+//! server messages to HTTP streams · [`queue`] one stream's queue, bounded with its
+//! session's bytes · [`handlers`] the HTTP side · this file: the backend
 //! contract, configuration and the session table.
 
 pub mod handlers;
 pub mod outbox;
+pub mod queue;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use outbox::Outbox;
+pub use outbox::{Outbox, OutboxCounters, OutboxLimits};
 
 /// Why a backend could not open a session or take a message.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,9 @@ pub struct StreamableConfig {
     pub loopback_origins_only: bool,
     /// Server messages kept per session while no GET stream is open.
     pub get_backlog_limit: usize,
+    /// Bytes of server messages a session may hold for its client (GET backlog and
+    /// stream queues together); see [`outbox`] for what happens beyond.
+    pub session_backlog_bytes: usize,
 }
 
 impl Default for StreamableConfig {
@@ -84,6 +89,7 @@ impl Default for StreamableConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             loopback_origins_only: true,
             get_backlog_limit: 1024,
+            session_backlog_bytes: outbox::DEFAULT_SESSION_BACKLOG_BYTES,
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct StreamableMetrics {
     pub requests_in_flight: AtomicI64,
     /// Sessions opened since start.
     pub sessions_opened: AtomicU64,
+    /// What the sessions' backlog limits dropped.
+    pub outbox: Arc<OutboxCounters>,
 }
 
 /// The Streamable HTTP server state: backend, sessions, counters.
