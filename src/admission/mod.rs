@@ -143,24 +143,41 @@ impl Admission {
         };
 
         let mut errors = structural::validate_metadata(object);
-        errors.extend(validate_schema(&served.schema, object));
-        if !errors.is_empty() {
-            // Like the API server, CEL rules only run on objects that fit the schema: a
-            // rule over a mistyped field would only add noise to the real error.
+        let name_blocks = errors.iter().any(|e| e.kind != FieldErrorKind::Invalid);
+        let schema_errors = validate_schema(&served.schema, object);
+        if name_blocks || !schema_errors.is_empty() {
+            // CEL rules only run on objects that fit the schema: a rule over a mistyped
+            // field would only add noise to the real error.
+            errors.extend(schema_errors);
             return Err(invalid(errors));
         }
+        // An invalid (but present) name does not stop the rules, as on the API server:
+        // the root rules about metadata.name then say what a valid name looks like.
         let defaulted = kube::core::cel::apply_defaults(&served.schema, object);
         if let Err(cel_errors) = self
             .validator
             .validate_compiled(&served.compiled, &defaulted, old)
         {
-            let errors = cel_errors
-                .iter()
-                .map(|e| FieldError::cel(&defaulted, &e.field_path, &e.message))
-                .collect();
-            return Err(invalid(errors));
+            errors.extend(cel_errors.iter().map(|e| {
+                FieldError::cel(&defaulted, &e.field_path, &cel_message(&e.rule, &e.message))
+            }));
         }
-        Ok(defaulted)
+        if errors.is_empty() {
+            Ok(defaulted)
+        } else {
+            Err(invalid(errors))
+        }
+    }
+}
+
+/// The message of a failed rule as the API server shows it: a messageExpression that
+/// evaluates to a blank string or one with a line break (a name may hold one) is ignored
+/// and the default `failed rule: <rule>` is shown instead.
+fn cel_message(rule: &str, message: &str) -> String {
+    if message.trim().is_empty() || message.contains(['\n', '\r']) {
+        format!("failed rule: {}", rule.trim())
+    } else {
+        message.to_owned()
     }
 }
 
@@ -216,5 +233,130 @@ mod tests {
         let err = Admission::for_own_kinds().admit(&object, None).unwrap_err();
         assert_eq!(err.field_errors().len(), 1, "{err}");
         assert_eq!(err.field_errors()[0].path, "spec.replicas");
+    }
+}
+
+/// Names that fit (issue 13, item 9): the root rules about `metadata.name`.
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn server(name: &str) -> Value {
+        json!({
+            "apiVersion": "mcp-operator.dev/v1alpha1",
+            "kind": "McpServer",
+            "metadata": {"name": name},
+            "spec": {"transport": "StreamableHttp", "remote": {"url": "https://example.com/mcp"}},
+        })
+    }
+
+    fn binding(name: &str) -> Value {
+        json!({
+            "apiVersion": "mcp-operator.dev/v1alpha1",
+            "kind": "McpBinding",
+            "metadata": {"name": name},
+            "spec": {"servers": [{"name": "memory"}]},
+        })
+    }
+
+    fn name_of_length(len: usize) -> String {
+        let mut name = "a".repeat(len - 1);
+        name.push('z');
+        name
+    }
+
+    #[test]
+    fn server_name_of_63_characters_is_admitted() {
+        let admission = Admission::for_own_kinds();
+        admission.admit(&server(&name_of_length(63)), None).unwrap();
+        admission.admit(&server("m"), None).unwrap();
+        admission.admit(&server("memory-2"), None).unwrap();
+    }
+
+    #[test]
+    fn server_name_of_64_characters_is_refused_saying_the_longest_allowed() {
+        let name = name_of_length(64);
+        let err = Admission::for_own_kinds()
+            .admit(&server(&name), None)
+            .unwrap_err();
+        assert_eq!(err.field_errors().len(), 1, "{err}");
+        assert_eq!(
+            err.field_errors()[0].to_string(),
+            format!(
+                "<nil>: Invalid value: \"object\": metadata.name: {name:?} is 64 characters; \
+                 McpServer names may be at most 63 characters, because the operator creates a \
+                 Service with the same name (a DNS-1035 label: at most 63 characters)"
+            )
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("McpServer.mcp-operator.dev {name:?} is invalid: ")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn server_name_that_is_no_dns_1035_label_is_refused() {
+        // Each is a valid DNS-1123 subdomain (what the metadata check allows), but no
+        // Service can carry it.
+        for name in ["1memory", "memory.v2", "-memory"] {
+            let err = Admission::for_own_kinds()
+                .admit(&server(name), None)
+                .unwrap_err();
+            let wanted = format!("metadata.name: {name:?} is not a DNS-1035 label");
+            assert!(err.to_string().contains(&wanted), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_name_gets_the_metadata_error_and_the_rule() {
+        // As on the API server: an invalid name does not stop the CEL rules.
+        let err = Admission::for_own_kinds()
+            .admit(&server("Memory_Server"), None)
+            .unwrap_err();
+        let errors = err.field_errors();
+        assert_eq!(errors.len(), 2, "{err}");
+        assert_eq!(errors[0].path, "metadata.name");
+        assert_eq!(errors[1].path, "<nil>");
+        assert!(
+            errors[1].detail.contains("is not a DNS-1035 label"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_schema_error_still_stops_the_rules() {
+        let mut object = server("1memory");
+        object["spec"]["replicas"] = json!("three");
+        let err = Admission::for_own_kinds().admit(&object, None).unwrap_err();
+        assert_eq!(err.field_errors().len(), 1, "{err}");
+    }
+
+    #[test]
+    fn binding_names_are_limited_to_label_values() {
+        let admission = Admission::for_own_kinds();
+        admission
+            .admit(&binding(&name_of_length(63)), None)
+            .unwrap();
+        // A dot is fine in a label value and a Secret name.
+        admission.admit(&binding("agent.v2"), None).unwrap();
+        let name = name_of_length(64);
+        let err = admission.admit(&binding(&name), None).unwrap_err();
+        let wanted = format!(
+            "<nil>: Invalid value: \"object\": metadata.name: {name:?} is 64 characters; \
+             McpBinding names may be at most 63 characters"
+        );
+        assert!(err.to_string().contains(&wanted), "{err}");
+    }
+
+    #[test]
+    fn a_message_with_a_line_break_falls_back_to_the_rule() {
+        assert_eq!(
+            cel_message(" size(x) < 3 ", "a\nb"),
+            "failed rule: size(x) < 3"
+        );
+        assert_eq!(cel_message("r", "  "), "failed rule: r");
+        assert_eq!(cel_message("r", "fine"), "fine");
     }
 }

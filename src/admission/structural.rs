@@ -61,7 +61,9 @@ impl FieldError {
             Some(Value::Bool(_)) => "boolean",
             Some(Value::Null) => "null",
         };
-        let path = if path.is_empty() { "<root>" } else { path };
+        // A rule at the schema root is reported without a field path, which the API
+        // server prints as `<nil>`.
+        let path = if path.is_empty() { "<nil>" } else { path };
         Self::new(
             path,
             FieldErrorKind::Invalid,

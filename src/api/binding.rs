@@ -39,7 +39,11 @@ use super::common::GoDuration;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    // Names that fit: the binding's Secret carries the binding name as its
+    // `app.kubernetes.io/instance` label value (at most 63 characters).
+    validation = Rule::new("!has(self.metadata.name) || size(self.metadata.name) <= 63")
+        .message(Message::Expression(r#""metadata.name: \"" + self.metadata.name + "\" is " + string(size(self.metadata.name)) + " characters; McpBinding names may be at most 63 characters, because the operator labels the binding's Secret with it (a label value: at most 63 characters)""#.into())),
 )]
 #[x_kube(
     validation = Rule::new("(has(self.servers) && size(self.servers) > 0) || has(self.serverSelector)")
