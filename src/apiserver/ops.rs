@@ -150,7 +150,8 @@ impl Inner {
     }
 
     /// The last step of every write: admission, removal of a deleting object whose
-    /// finalizers are gone, storing, and CRD side effects.
+    /// finalizers are gone, storing, CRD side effects, and garbage collection of the
+    /// object when its owners are gone.
     pub fn commit(
         &mut self,
         rt: &ResourceType,
@@ -174,10 +175,13 @@ impl Inner {
             self.after_removal(rt, &removed);
             return Ok(removed);
         }
-        let stored = self.store.put(key, object);
+        let stored = self.store.put(key.clone(), object);
         if rt.is_crd() {
             self.refresh_crds();
         }
+        // The answer is what was stored, as from a real server; the garbage collector
+        // may remove it right after (its owners are gone).
+        self.collect_if_orphaned(&key);
         Ok(stored)
     }
 
