@@ -11,7 +11,7 @@ use kube::{Client, runtime::reflector::Store};
 use tokio::sync::Semaphore;
 
 use super::{api_server::ApiServerEgress, error::Error, events::Events, metrics::Metrics};
-use crate::api::McpServer;
+use crate::{api::McpServer, prober::DestinationPolicy};
 
 /// Field manager of every write (children and status).
 pub const FIELD_MANAGER: &str = "mcp-operator";
@@ -85,8 +85,12 @@ pub struct Context {
     pub service_proxy: Option<ServiceProxy>,
     /// Set by `mcp-operator dev`: Services resolve to local addresses (probes, status.url).
     pub service_addresses: Option<Arc<dyn ServiceResolver>>,
-    /// The API server's egress rules (read only under an egress policy, cached).
+    /// The API server's egress rules (read only under an egress policy or for a remote
+    /// probe, cached).
     pub api_server_egress: Arc<ApiServerEgress>,
+    /// Where probes of remote servers (without a gateway) may connect; the API server's
+    /// addresses are denied on top (`--probe-denied-cidrs`, `--probe-allowed-cidrs`).
+    pub probe_destinations: Arc<DestinationPolicy>,
     /// Consecutive failed reconciles per object, for backoff.
     pub retries: Arc<super::retry::Retries>,
 }

@@ -5,7 +5,14 @@
 //! with the operator's probe token as bearer), or the remote URL directly (headers from
 //! Secrets, TLS settings) when the gateway is disabled. Outside the cluster, `*.svc` URLs
 //! go through the API server's service proxy.
+//!
+//! A remote URL is chosen by whoever may create McpServers, so a direct probe runs under
+//! the operator's destination policy ([`Context::probe_destinations`] plus the API
+//! server's own addresses): it cannot be aimed at loopback, link-local (cloud metadata) or
+//! the API server (`Reachable=False`, reason `DestinationDenied`). The gateway is the
+//! operator's own Service and is probed without that policy.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,11 +28,12 @@ use super::{
 use crate::{
     api::{
         McpServer,
+        policy::EgressRule,
         server::{McpServerStatus, ProbeSpec, RemoteSpec, Transport},
     },
     prober::{
-        Header, HttpTarget, ProbeOptions, ProbeReport, ProbeTarget, TlsOptions, TransportKind,
-        probe_many_shared,
+        Cidr, DestinationPolicy, Header, HttpTarget, ProbeOptions, ProbeReport, ProbeTarget,
+        TlsOptions, TransportKind, probe_many_shared,
     },
 };
 
@@ -180,6 +188,7 @@ pub async fn remote_target(
     let ns = server.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut target = HttpTarget::new(remote.url.clone());
+    target.destinations = Some(Arc::new(remote_destinations(ctx).await));
     target.transport = match server.spec.transport {
         Transport::Sse => TransportKind::Sse,
         _ => TransportKind::StreamableHttp,
@@ -208,6 +217,20 @@ pub async fn remote_target(
         target.tls = opts;
     }
     Ok(Ok(ProbeTarget::Http(target)))
+}
+
+/// The destination policy of a direct probe: the operator's, with the API server's
+/// addresses (its EndpointSlices and ClusterIPs, read and cached as for NetworkPolicies)
+/// denied on top.
+pub async fn remote_destinations(ctx: &Context) -> DestinationPolicy {
+    let api_server = ctx.api_server_egress.rules().await;
+    ctx.probe_destinations
+        .with_denied(api_server_ranges(&api_server))
+}
+
+/// The address ranges of the API server's egress rules.
+pub fn api_server_ranges(rules: &[EgressRule]) -> Vec<Cidr> {
+    rules.iter().filter_map(|r| r.cidr.parse().ok()).collect()
 }
 
 /// The bytes of `key` in Secret `name`; None when the Secret or key is missing.
@@ -280,6 +303,26 @@ mod tests {
             proxied_url("https://example.com/mcp", "agents", "https://k"),
             None
         );
+    }
+
+    #[test]
+    fn the_api_server_addresses_are_denied_ranges() {
+        let rules = [
+            EgressRule {
+                cidr: "10.96.0.1/32".into(),
+                ports: vec![443],
+            },
+            EgressRule {
+                cidr: "fd00::3/128".into(),
+                ports: vec![6443],
+            },
+        ];
+        let ranges = api_server_ranges(&rules);
+        let policy = DestinationPolicy::default().with_denied(ranges);
+        for ip in ["10.96.0.1", "fd00::3", "::ffff:10.96.0.1"] {
+            assert!(policy.denying(ip.parse().unwrap()).is_some(), "{ip}");
+        }
+        assert!(policy.denying("10.96.0.2".parse().unwrap()).is_none());
     }
 
     #[test]

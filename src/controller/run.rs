@@ -39,6 +39,7 @@ use super::{
 };
 use crate::{
     api::{McpBinding, McpPolicy, McpServer},
+    prober::{CidrList, DestinationPolicy, destination::DEFAULT_DENIED_CIDRS},
     telemetry::{LogFormat, init_logging},
 };
 
@@ -72,6 +73,16 @@ pub struct RunArgs {
     /// Maximum concurrent server probes.
     #[arg(long, default_value_t = 32)]
     pub probe_concurrency: usize,
+    /// Address ranges (comma-separated CIDRs) that probes of remote servers without a
+    /// gateway never connect to; the API server's own addresses are always added. An
+    /// empty value denies nothing but the API server. Default: loopback, "this host",
+    /// link-local (incl. 169.254.169.254), IPv4 and IPv6.
+    #[arg(long, value_name = "CIDRS", default_value = DEFAULT_DENIED_CIDRS)]
+    pub probe_denied_cidrs: CidrList,
+    /// Address ranges (comma-separated CIDRs) excepted from the denied ones, the API
+    /// server's included (e.g. 127.0.0.0/8 for remote servers on the operator's host).
+    #[arg(long, value_name = "CIDRS", default_value = "")]
+    pub probe_allowed_cidrs: CidrList,
     /// Maximum concurrent reconciles per controller (McpServer, McpPolicy, McpBinding).
     /// Bounds API connections and memory when many objects change at once.
     #[arg(long, default_value_t = DEFAULT_RECONCILE_CONCURRENCY)]
@@ -107,6 +118,9 @@ pub struct RunConfig {
     pub watch_namespaces: Vec<String>,
     /// Maximum concurrent probes.
     pub probe_concurrency: usize,
+    /// Where probes of remote servers without a gateway may connect (the API server's
+    /// addresses are denied on top unless allowed here).
+    pub probe_destinations: DestinationPolicy,
     /// Maximum concurrent reconciles per controller.
     pub reconcile_concurrency: u16,
     /// Some = leader election with these settings.
@@ -130,6 +144,9 @@ impl RunConfig {
             operator_image: operator_image.into(),
             watch_namespaces: Vec::new(),
             probe_concurrency: 32,
+            // The production default: tests and `mcp-operator dev`, whose remote servers
+            // listen on loopback, allow it explicitly.
+            probe_destinations: DestinationPolicy::default(),
             reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
             leader_election: None,
             admin_addr: None,
@@ -161,6 +178,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             operator_image: args.operator_image.clone(),
             watch_namespaces: args.watch_namespaces.clone(),
             probe_concurrency: args.probe_concurrency,
+            probe_destinations: DestinationPolicy::new(
+                args.probe_denied_cidrs.0.clone(),
+                args.probe_allowed_cidrs.0.clone(),
+            ),
             reconcile_concurrency: args.reconcile_concurrency,
             leader_election: args
                 .leader_elect
@@ -459,6 +480,7 @@ fn controller(
         service_proxy: shared.config.service_proxy.clone(),
         service_addresses: shared.config.service_addresses.clone(),
         api_server_egress: shared.api_server_egress.clone(),
+        probe_destinations: Arc::new(shared.config.probe_destinations.clone()),
         retries: shared.retries.clone(),
     });
     let bindings_run =
@@ -531,4 +553,64 @@ where
 /// Completes once `stop` turns true.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["mcp-operator"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("arguments parse").run
+    }
+
+    #[test]
+    fn probe_destination_flags_default_to_the_denied_ranges() {
+        let args = parse(&[]);
+        assert_eq!(args.probe_denied_cidrs.to_string(), DEFAULT_DENIED_CIDRS);
+        assert!(args.probe_allowed_cidrs.0.is_empty());
+        let args = parse(&[
+            "--probe-denied-cidrs=10.0.0.0/8,fd00::/8",
+            "--probe-allowed-cidrs",
+            "10.1.0.0/16",
+        ]);
+        assert_eq!(args.probe_denied_cidrs.to_string(), "10.0.0.0/8,fd00::/8");
+        assert_eq!(args.probe_allowed_cidrs.to_string(), "10.1.0.0/16");
+        assert!(
+            parse(&["--probe-denied-cidrs="])
+                .probe_denied_cidrs
+                .0
+                .is_empty()
+        );
+        let bad = Cli::try_parse_from(["x", "--probe-denied-cidrs=10.0.0.0/33"]);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn the_shipped_manifests_carry_the_default_denied_ranges() {
+        let read = |p: &str| {
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
+                .expect("manifest readable")
+        };
+        let kustomize = read("config/manager/deployment.yaml");
+        assert!(kustomize.contains(&format!("--probe-denied-cidrs={DEFAULT_DENIED_CIDRS}")));
+        let values = read("charts/mcp-operator/values.yaml");
+        let listed: Vec<&str> = values
+            .split("probeDeniedCIDRs:\n")
+            .nth(1)
+            .expect("probeDeniedCIDRs in values.yaml")
+            .lines()
+            .map_while(|l| l.strip_prefix("  - "))
+            .collect();
+        assert_eq!(listed.join(","), DEFAULT_DENIED_CIDRS);
+    }
 }

@@ -564,3 +564,117 @@ pub async fn write(
     .await?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::prober::{
+        ProbeError, ProbeOutcome, ServerCapabilities, ServerInfo,
+        inventory::{
+            MAX_DESCRIPTION_CHARS, MAX_INSTRUCTIONS_BYTES, MAX_NAME_CHARS,
+            MAX_PROTOCOL_VERSION_CHARS, MAX_SERVER_NAME_CHARS, MAX_SERVER_VERSION_CHARS, MAX_TOOLS,
+        },
+    };
+
+    /// The most bytes JSON spends on one character of a string: a control character is
+    /// written as `\u00XX`.
+    const JSON_BYTES_PER_CHAR: usize = 6;
+    /// Keys, quotes and fixed values of one `tools` entry besides name and description
+    /// (`{"name":…,"description":…,"sha256":<64>,"exposed":false,"reason":"NotGranted"},`).
+    const TOOL_OVERHEAD: usize = 160;
+    /// Conditions (at most six), `lastProbe`, counts, digest, phase, keys: each message
+    /// at most 1 KiB of text plus a short prefix (Ready quotes another condition).
+    const FIXED_PART: usize = 8 * (1024 + 64) * JSON_BYTES_PER_CHAR + 4096;
+
+    /// The most bytes the server-supplied part of a status can take, from the limits.
+    fn worst_case_bound() -> usize {
+        let tool = (MAX_NAME_CHARS + MAX_DESCRIPTION_CHARS) * JSON_BYTES_PER_CHAR + TOOL_OVERHEAD;
+        let info = (MAX_SERVER_NAME_CHARS
+            + MAX_SERVER_VERSION_CHARS
+            + MAX_PROTOCOL_VERSION_CHARS
+            + MAX_INSTRUCTIONS_BYTES)
+            * JSON_BYTES_PER_CHAR;
+        MAX_TOOLS * tool + info + FIXED_PART
+    }
+
+    fn server() -> McpServer {
+        serde_json::from_value(json!({
+            "apiVersion": "mcp-operator.dev/v1alpha1",
+            "kind": "McpServer",
+            "metadata": {"name": "big", "namespace": "ns", "generation": 1},
+            "spec": {"transport": "StreamableHttp", "remote": {"url": "https://example.com/mcp"}},
+        }))
+        .expect("server")
+    }
+
+    fn observe<'a>(report: &'a ProbeReport, policy: &'a EffectivePolicy) -> Observed<'a> {
+        Observed {
+            acceptance: Acceptance::Accepted,
+            availability: Availability::NotApplicable,
+            probe: Some(report),
+            probe_disabled: false,
+            url: Some("https://example.com/mcp".into()),
+            policy,
+            bindings: &[],
+            deployment_name: None,
+            service_name: None,
+        }
+    }
+
+    #[test]
+    fn a_hostile_server_cannot_make_status_too_large_to_write() {
+        // The worst JSON: every character escaped to six bytes.
+        let ugly = |n: usize| "\u{1}".repeat(n);
+        let tools: Vec<Value> = (0..2 * MAX_TOOLS)
+            .map(|i| json!({"name": format!("{}{i}", ugly(12 * 1024)), "description": ugly(4 * 1024), "inputSchema": {}}))
+            .collect();
+        let info = ServerInfo {
+            name: ugly(1 << 20),
+            version: ugly(1 << 20),
+            protocol_version: ugly(1 << 10),
+            instructions: ugly(1 << 20),
+        };
+        let inventory = ToolInventory::from_tools(
+            info,
+            ServerCapabilities::default(),
+            &tools,
+            usize::MAX,
+            usize::MAX,
+        );
+        let report = ProbeReport {
+            target: "https://example.com/mcp".into(),
+            attempts: 1,
+            latency_ms: 1,
+            outcome: ProbeOutcome::Succeeded { inventory },
+        };
+        // Pinning lists unpinned tools in a message; nothing is pinned.
+        let policy = EffectivePolicy {
+            pinning: PinningMode::Warn,
+            ..EffectivePolicy::default()
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let ok = compute(&server(), &observe(&report, &policy), now.clone());
+        assert_eq!(ok.tools.len(), MAX_TOOLS);
+        // Then a failure with the longest message, keeping the (stale) inventory.
+        let mut stale = server();
+        stale.status = Some(ok.clone());
+        let failed = ProbeReport {
+            outcome: ProbeOutcome::Failed {
+                error: ProbeError::ServerError(ugly(1 << 20)),
+            },
+            ..report.clone()
+        };
+        let both = compute(&stale, &observe(&failed, &policy), now);
+        let bound = worst_case_bound();
+        for status in [&ok, &both] {
+            let bytes = serde_json::to_vec(status).expect("serializes").len();
+            assert!(bytes <= bound, "{bytes} bytes > bound {bound}");
+            eprintln!("worst-case status: {bytes} bytes (bound {bound})");
+        }
+        // etcd stores at most 1.5 MiB per object, the API server takes 3 MiB per request:
+        // the whole status stays far below, leaving room for spec and metadata.
+        assert!(bound <= 512 * 1024, "bound {bound}");
+    }
+}

@@ -96,6 +96,9 @@ impl Playground {
         let mut config = RunConfig::new(OPERATOR_NAMESPACE, DEV_IMAGE);
         config.pod_name = Some("mcp-operator-dev".into());
         config.service_addresses = Some(addresses.clone());
+        // Every server of the playground, remote examples included, listens on loopback:
+        // the production default would refuse to probe them.
+        config.probe_destinations = crate::prober::DestinationPolicy::allow_all();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let operator_client = client.clone();
         let operator = tokio::spawn(async move {

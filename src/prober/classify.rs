@@ -3,8 +3,14 @@
 //! The pure part ([`from_http_status`], [`auth_hint`], [`from_jsonrpc_error`]) maps
 //! observations (status, content type, challenge, JSON-RPC error) to codes. The rest walks
 //! error chains from reqwest, rustls and rmcp and calls the pure part. Messages name what
-//! was tried (`tried`, e.g. `"initialize: POST http://h/mcp"`) and what came back; they
-//! are built from statuses, content types and server text only, never from request headers.
+//! was tried (`tried`, e.g. `"initialize: POST http://h/mcp"`) and what came back.
+//!
+//! Messages reach status, which every namespace user may read, so a probe aimed at an
+//! internal service must not turn it into a way to read that service's answers: a message
+//! holds HTTP status codes, media types, JSON-RPC error codes, JSON positions and the
+//! `WWW-Authenticate` scheme and parameters (sanitised), never a response body, a server's
+//! error message or text parsed out of either. Those go to the log ([`log_detail`], at
+//! most [`LOG_DETAIL_BYTES`]), where the operator's administrators can read them.
 
 use std::error::Error as StdError;
 
@@ -17,8 +23,42 @@ use rmcp::transport::streamable_http_client::{
 use super::error::ProbeError;
 use super::inventory::truncate_chars;
 
-/// Bound on server-provided text quoted in a message.
+/// Bound on a challenge parameter quoted in a message.
 const QUOTE_CHARS: usize = 200;
+/// Bound on server text written to the log.
+pub const LOG_DETAIL_BYTES: usize = 2048;
+/// Bound on a media type quoted in a message.
+const MEDIA_TYPE_CHARS: usize = 64;
+
+/// Logs what a server said (a body, an error message) for the operator's administrators;
+/// never put into a [`ProbeError`] message.
+pub fn log_detail(tried: &str, what: &str, detail: &str) {
+    let detail = detail.trim();
+    if detail.is_empty() {
+        return;
+    }
+    let detail = super::inventory::truncate_bytes(detail, LOG_DETAIL_BYTES);
+    tracing::info!(
+        tried,
+        what,
+        detail,
+        "probe: server answer (not shown in status)"
+    );
+}
+
+/// The media type of a `Content-Type` value (no parameters), if it looks like one.
+fn media_type(content_type: Option<&str>) -> Option<String> {
+    let t = content_type?.split(';').next()?.trim();
+    let ok = !t.is_empty()
+        && t.chars().count() <= MEDIA_TYPE_CHARS
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/+-.!#$&^_".contains(c));
+    Some(if ok {
+        t.to_ascii_lowercase()
+    } else {
+        "an unrecognised content type".to_owned()
+    })
+}
 
 /// A failed HTTP exchange that returned a status: which code and what to say.
 pub fn from_http_status(
@@ -28,8 +68,8 @@ pub fn from_http_status(
     body_preview: &str,
     www_authenticate: Option<&str>,
 ) -> ProbeError {
-    let ct = content_type.unwrap_or("no content type");
-    let body = quote(body_preview);
+    let ct = media_type(content_type).unwrap_or_else(|| "no content type".to_owned());
+    log_detail(tried, &format!("HTTP {status} body"), body_preview);
     match status {
         401 | 403 => {
             let hint = www_authenticate
@@ -41,15 +81,13 @@ pub fn from_http_status(
             ))
         }
         500..=599 | 429 => {
-            ProbeError::ServerError(format!("{tried} answered HTTP {status} ({ct}){body}"))
+            ProbeError::ServerError(format!("{tried} answered HTTP {status} ({ct})"))
         }
         300..=399 => ProbeError::NotMcpServer(format!(
             "{tried} answered a redirect (HTTP {status}); redirects are not followed, \
              probe the final URL instead"
         )),
-        _ => ProbeError::NotMcpServer(format!(
-            "{tried} answered HTTP {status} ({ct}), not MCP{body}"
-        )),
+        _ => ProbeError::NotMcpServer(format!("{tried} answered HTTP {status} ({ct}), not MCP")),
     }
 }
 
@@ -57,7 +95,7 @@ pub fn from_http_status(
 pub fn from_content_type(tried: &str, content_type: Option<&str>, expected: &str) -> ProbeError {
     ProbeError::NotMcpServer(format!(
         "{tried} answered with Content-Type {}, expected {expected}",
-        content_type.unwrap_or("(none)")
+        media_type(content_type).unwrap_or_else(|| "(none)".to_owned())
     ))
 }
 
@@ -65,13 +103,27 @@ pub fn from_content_type(tried: &str, content_type: Option<&str>, expected: &str
 /// (where OAuth protected-resource metadata lives), `scope`, `error`.
 pub fn auth_hint(www_authenticate: &str) -> String {
     let scheme = www_authenticate.split_whitespace().next().unwrap_or("");
-    let mut parts = vec![format!("WWW-Authenticate scheme {scheme}")];
+    let mut parts = vec![format!("WWW-Authenticate scheme {}", printable(scheme, 32))];
     for key in ["resource_metadata", "scope", "error"] {
         if let Some(v) = auth_param(www_authenticate, key) {
-            parts.push(format!("{key}={}", truncate_chars(&v, QUOTE_CHARS)));
+            parts.push(format!("{key}={}", printable(&v, QUOTE_CHARS)));
         }
     }
     parts.join(", ")
+}
+
+/// `s` cut to `max` characters, with anything but printable ASCII replaced by `?`.
+fn printable(s: &str, max: usize) -> String {
+    truncate_chars(s, max)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// The value of `key=value` or `key="value"` in a challenge (case-insensitive key).
@@ -96,12 +148,19 @@ fn auth_param(header: &str, key: &str) -> Option<String> {
     None
 }
 
-/// A JSON-RPC error answer to `tried` (initialize or a list call).
+/// A JSON-RPC error answer to `tried` (initialize or a list call). The message says the
+/// code only; the server's message and data are logged.
 pub fn from_jsonrpc_error(tried: &str, error: &ErrorData) -> ProbeError {
-    let text = format!(
-        "{tried} answered JSON-RPC error {}: {}",
-        error.code.0,
-        truncate_chars(&error.message, QUOTE_CHARS)
+    let text = format!("{tried} answered JSON-RPC error {}", error.code.0);
+    let data = error
+        .data
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    log_detail(
+        tried,
+        "JSON-RPC error",
+        &format!("{} {data}", error.message),
     );
     let version_problem = error
         .message
@@ -127,14 +186,32 @@ pub fn from_init_error(tried: &str, err: &ClientInitializeError) -> ProbeError {
         E::NoCompatibleProtocolVersion {
             client_supported,
             server_supported,
-        } => ProbeError::ProtocolError(format!(
-            "{tried}: no common protocol version (client {client_supported:?}, server {server_supported:?})"
-        )),
+        } => {
+            log_detail(
+                tried,
+                "server protocol versions",
+                &format!("{server_supported:?}"),
+            );
+            ProbeError::ProtocolError(format!(
+                "{tried}: no common protocol version (client {client_supported:?})"
+            ))
+        }
         E::ConnectionClosed(_) | E::Cancelled => ProbeError::ConnectionFailed(format!(
             "{tried}: the connection closed before the server answered"
         )),
         E::LegacyFallbackFailed { fallback, .. } => from_init_error(tried, fallback),
-        other => ProbeError::ProtocolError(format!("{tried}: {}", quote_error(other))),
+        E::ExpectedInitResponse(_) | E::ExpectedInitResult(_) => {
+            log_detail(tried, "not an initialize result", &err.to_string());
+            ProbeError::ProtocolError(format!(
+                "{tried}: the answer to initialize is not an initialize result"
+            ))
+        }
+        E::ConflictInitResponseId(..) | E::UncorrelatedErrorResponse { .. } => {
+            ProbeError::ProtocolError(format!(
+                "{tried}: the answer to initialize carries another request id"
+            ))
+        }
+        other => unexpected(tried, other),
     }
 }
 
@@ -149,20 +226,21 @@ pub fn from_service_error(tried: &str, err: &ServiceError) -> ProbeError {
         ServiceError::Timeout { timeout } => {
             ProbeError::Timeout(format!("{tried}: no answer within {timeout:?}"))
         }
-        other => ProbeError::ProtocolError(format!("{tried}: {}", quote_error(other))),
+        other => unexpected(tried, other),
     }
 }
 
 /// Any error chain: the first link that says what happened decides.
 pub fn from_chain(tried: &str, root: &(dyn StdError + 'static)) -> ProbeError {
+    // Our own verdict (a denied destination from the resolver) explains everything.
+    if let Some(p) = chain(root).find_map(|c| c.downcast_ref::<ProbeError>()) {
+        return p.clone();
+    }
     // A TLS failure deep inside (e.g. in an io::Error) explains everything above it.
     if let Some(tls) = chain(root).find_map(|c| c.downcast_ref::<rustls::Error>()) {
         return ProbeError::TlsError(format!("{tried}: TLS handshake failed: {tls}"));
     }
     for e in chain(root) {
-        if let Some(p) = e.downcast_ref::<ProbeError>() {
-            return p.clone();
-        }
         if let Some(s) = e.downcast_ref::<StreamableHttpError<reqwest::Error>>()
             && let Some(p) = from_streamable(tried, s)
         {
@@ -181,13 +259,37 @@ pub fn from_chain(tried: &str, root: &(dyn StdError + 'static)) -> ProbeError {
             return from_reqwest(tried, r);
         }
         if let Some(j) = e.downcast_ref::<serde_json::Error>() {
-            return ProbeError::ProtocolError(format!("{tried}: malformed JSON-RPC: {j}"));
+            return malformed_json(tried, j);
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return ProbeError::ConnectionFailed(format!("{tried}: {io}"));
+            return ProbeError::ConnectionFailed(format!("{tried}: {}", io.kind()));
         }
     }
-    ProbeError::ProtocolError(format!("{tried}: {}", quote_error(root)))
+    unexpected(tried, root)
+}
+
+/// A JSON (JSON-RPC) parse failure: where, not what (serde quotes the offending values).
+pub fn malformed_json(tried: &str, e: &serde_json::Error) -> ProbeError {
+    log_detail(tried, "malformed JSON", &e.to_string());
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    ProbeError::ProtocolError(format!(
+        "{tried}: malformed JSON-RPC ({what} at line {} column {})",
+        e.line(),
+        e.column()
+    ))
+}
+
+/// An error nothing above recognised: which kind, details to the log.
+fn unexpected(tried: &str, e: &dyn std::fmt::Display) -> ProbeError {
+    log_detail(tried, "unexpected error", &e.to_string());
+    ProbeError::ProtocolError(format!(
+        "{tried}: unexpected answer (details in the operator log)"
+    ))
 }
 
 fn from_streamable(tried: &str, e: &StreamableHttpError<reqwest::Error>) -> Option<ProbeError> {
@@ -208,8 +310,11 @@ fn from_streamable(tried: &str, e: &StreamableHttpError<reqwest::Error>) -> Opti
             "application/json or text/event-stream",
         ),
         S::UnexpectedServerResponse(text) => from_unexpected_response(tried, text),
-        S::Deserialize(j) => ProbeError::ProtocolError(format!("{tried}: malformed JSON-RPC: {j}")),
-        S::Sse(err) => ProbeError::ProtocolError(format!("{tried}: malformed event stream: {err}")),
+        S::Deserialize(j) => malformed_json(tried, j),
+        S::Sse(err) => {
+            log_detail(tried, "malformed event stream", &err.to_string());
+            ProbeError::ProtocolError(format!("{tried}: malformed event stream"))
+        }
         S::UnexpectedEndOfStream => {
             ProbeError::ProtocolError(format!("{tried}: the event stream ended before the answer"))
         }
@@ -237,14 +342,15 @@ fn from_unexpected_response(tried: &str, text: &str) -> ProbeError {
             let body = text.split_once(": ").map(|(_, b)| b).unwrap_or("");
             from_http_status(tried, status, None, body, None)
         }
-        None => {
-            ProbeError::ProtocolError(format!("{tried}: {}", truncate_chars(text, QUOTE_CHARS)))
-        }
+        None => unexpected(tried, &text),
     }
 }
 
 /// A reqwest failure: TLS, timeout, refused connection, …
 pub fn from_reqwest(tried: &str, e: &reqwest::Error) -> ProbeError {
+    if let Some(p) = chain(e).find_map(|c| c.downcast_ref::<ProbeError>()) {
+        return p.clone();
+    }
     let root = root_cause(e);
     if let Some(tls) = chain(e).find_map(|c| c.downcast_ref::<rustls::Error>()) {
         return ProbeError::TlsError(format!("{tried}: TLS handshake failed: {tls}"));
@@ -259,7 +365,8 @@ pub fn from_reqwest(tried: &str, e: &reqwest::Error) -> ProbeError {
         return ProbeError::TlsError(format!("{tried}: TLS handshake failed: {root}"));
     }
     if e.is_decode() {
-        return ProbeError::ProtocolError(format!("{tried}: cannot decode the answer: {root}"));
+        log_detail(tried, "undecodable answer", &root);
+        return ProbeError::ProtocolError(format!("{tried}: cannot decode the answer"));
     }
     ProbeError::ConnectionFailed(format!("{tried}: {root}"))
 }
@@ -290,19 +397,6 @@ pub fn chain<'a>(
 /// The innermost message of a chain, e.g. `Connection refused (os error 111)`.
 fn root_cause(e: &(dyn StdError + 'static)) -> String {
     chain(e).last().map(|c| c.to_string()).unwrap_or_default()
-}
-
-fn quote(body: &str) -> String {
-    let b = body.trim();
-    if b.is_empty() {
-        String::new()
-    } else {
-        format!(": {:?}", truncate_chars(b, QUOTE_CHARS))
-    }
-}
-
-fn quote_error(e: &dyn std::fmt::Display) -> String {
-    truncate_chars(&e.to_string(), 2 * QUOTE_CHARS).to_owned()
 }
 
 #[cfg(test)]
@@ -376,6 +470,42 @@ mod tests {
         assert_eq!(c("HTTP 401 Unauthorized: no"), ProbeErrorCode::AuthRequired);
         assert_eq!(c("HTTP 502 Bad Gateway: x"), ProbeErrorCode::ServerError);
         assert_eq!(c("garbage"), ProbeErrorCode::ProtocolError);
+    }
+
+    #[test]
+    fn messages_never_quote_what_the_server_sent() {
+        const SECRET: &str = "AKIA-secret-value";
+        for status in [200, 302, 404, 429, 500, 503] {
+            let e = from_http_status("t", status, Some("text/html"), SECRET, None);
+            assert!(!e.message().contains(SECRET), "{e}");
+            assert!(e.message().contains(&status.to_string()), "{e}");
+        }
+        let e = from_http_status("t", 500, Some(&format!("text/plain; x={SECRET}")), "", None);
+        assert!(
+            e.message().contains("text/plain") && !e.message().contains(SECRET),
+            "{e}"
+        );
+        let e = from_content_type("t", Some(&format!("{SECRET}\u{7}/x")), "json");
+        assert!(!e.message().contains(SECRET), "{e}");
+        let rpc = ErrorData::internal_error(SECRET, Some(serde_json::json!(SECRET)));
+        let e = from_jsonrpc_error("t", &rpc);
+        assert!(
+            e.message().contains("-32603") && !e.message().contains(SECRET),
+            "{e}"
+        );
+        let bad = serde_json::from_str::<u32>(&format!("\"{SECRET}\"")).unwrap_err();
+        assert!(bad.to_string().contains(SECRET), "serde quotes values");
+        let e = malformed_json("t", &bad);
+        assert!(
+            !e.message().contains(SECRET) && e.message().contains("line 1"),
+            "{e}"
+        );
+        let e = from_unexpected_response("t", &format!("garbage {SECRET}"));
+        assert!(!e.message().contains(SECRET), "{e}");
+        let e = from_unexpected_response("t", &format!("HTTP 500 Internal: {SECRET}"));
+        assert!(!e.message().contains(SECRET), "{e}");
+        let init = ClientInitializeError::ConnectionClosed(SECRET.into());
+        assert!(!from_init_error("t", &init).message().contains(SECRET));
     }
 
     #[test]

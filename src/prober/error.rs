@@ -2,8 +2,10 @@
 //!
 //! Each variant maps 1:1 to a code; the codes are the `Reachable` condition's False
 //! reasons in API.md and the `code` of `status.lastProbe`. Messages say what was tried
-//! and what came back. They are built only from URLs, status lines, content types,
-//! header *names* and server-chosen text — never from a request header value.
+//! and what came back. They are built only from URLs, status codes, media types,
+//! JSON-RPC error codes and header *names* — never from a request header value, and never
+//! from a response body or a server's error message (those go to the log, see
+//! `classify`): messages end up in status, which namespace users read.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,11 +28,15 @@ pub enum ProbeErrorCode {
     ProtocolError,
     /// The server failed: HTTP 5xx or a JSON-RPC error on initialize or a list call.
     ServerError,
+    /// The address to connect to is in a denied range (loopback, link-local, the API
+    /// server, …): nothing was sent. Only probes under a destination policy (the operator's
+    /// probes of remote servers) can fail this way.
+    DestinationDenied,
 }
 
 impl ProbeErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ProbeErrorCode; 8] = [
+    pub const ALL: [ProbeErrorCode; 9] = [
         Self::InvalidUrl,
         Self::ConnectionFailed,
         Self::Timeout,
@@ -39,6 +45,7 @@ impl ProbeErrorCode {
         Self::NotMcpServer,
         Self::ProtocolError,
         Self::ServerError,
+        Self::DestinationDenied,
     ];
 
     /// The code as written in status and on the command line.
@@ -52,6 +59,7 @@ impl ProbeErrorCode {
             Self::NotMcpServer => "NotMcpServer",
             Self::ProtocolError => "ProtocolError",
             Self::ServerError => "ServerError",
+            Self::DestinationDenied => "DestinationDenied",
         }
     }
 
@@ -98,6 +106,9 @@ pub enum ProbeError {
     /// See [`ProbeErrorCode::ServerError`].
     #[error("ServerError: {0}")]
     ServerError(String),
+    /// See [`ProbeErrorCode::DestinationDenied`].
+    #[error("DestinationDenied: {0}")]
+    DestinationDenied(String),
 }
 
 impl ProbeError {
@@ -113,6 +124,7 @@ impl ProbeError {
             ProbeErrorCode::NotMcpServer => Self::NotMcpServer(m),
             ProbeErrorCode::ProtocolError => Self::ProtocolError(m),
             ProbeErrorCode::ServerError => Self::ServerError(m),
+            ProbeErrorCode::DestinationDenied => Self::DestinationDenied(m),
         }
     }
 
@@ -127,6 +139,7 @@ impl ProbeError {
             Self::NotMcpServer(_) => ProbeErrorCode::NotMcpServer,
             Self::ProtocolError(_) => ProbeErrorCode::ProtocolError,
             Self::ServerError(_) => ProbeErrorCode::ServerError,
+            Self::DestinationDenied(_) => ProbeErrorCode::DestinationDenied,
         }
     }
 
@@ -140,7 +153,8 @@ impl ProbeError {
             | Self::AuthRequired(m)
             | Self::NotMcpServer(m)
             | Self::ProtocolError(m)
-            | Self::ServerError(m) => m,
+            | Self::ServerError(m)
+            | Self::DestinationDenied(m) => m,
         }
     }
 

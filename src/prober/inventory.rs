@@ -12,6 +12,12 @@
 //! - **`toolsDigest`**: lowercase hex SHA-256 of the per-tool hashes of *all* listed tools
 //!   (also those past the 128 kept in `tools`), sorted ascending and joined by `\n` with no
 //!   trailing newline. An empty list hashes the empty string.
+//!
+//! Bounds (a hostile server must not be able to make status too large to write): at most
+//! [`MAX_TOOLS`] tools; names cut to [`MAX_NAME_CHARS`] ([`cut_name`]), descriptions to
+//! [`MAX_DESCRIPTION_CHARS`], `serverInfo` fields to their own limits
+//! ([`bound_server_info`]). A cut string ends with [`CUT_MARK`] (a cut name with the mark
+//! and a short hash of the full name). Hashes and the digest always use the full strings.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,17 +27,35 @@ use sha2::{Digest, Sha256};
 
 /// At most this many tools are kept in [`ToolInventory::tools`].
 pub const MAX_TOOLS: usize = 128;
+/// Tool names are cut to this many characters (the MCP spec's maximum tool name length).
+pub const MAX_NAME_CHARS: usize = 128;
 /// Descriptions in [`ToolSummary`] are cut to this many characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 /// Server instructions are cut to this many bytes (on a character boundary).
 pub const MAX_INSTRUCTIONS_BYTES: usize = 1024;
+/// `serverInfo.name` is cut to this many characters.
+pub const MAX_SERVER_NAME_CHARS: usize = 128;
+/// `serverInfo.version` is cut to this many characters.
+pub const MAX_SERVER_VERSION_CHARS: usize = 64;
+/// The negotiated protocol version is cut to this many characters (known versions are 10).
+pub const MAX_PROTOCOL_VERSION_CHARS: usize = 32;
+/// Marks a string that was cut (the last character of a cut string; a cut tool name ends
+/// with it followed by [`NAME_HASH_CHARS`] hex digits of the full name's SHA-256).
+pub const CUT_MARK: char = '…';
+/// Hex digits of the full name's SHA-256 kept at the end of a cut tool name, so that
+/// names that differ only after the cut stay distinct.
+pub const NAME_HASH_CHARS: usize = 8;
 
 /// One tool as kept in status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolSummary {
-    /// The tool name.
+    /// The tool name, cut to [`MAX_NAME_CHARS`] (see [`cut_name`]).
     pub name: String,
+    /// The server's name was longer than [`MAX_NAME_CHARS`] and `name` is cut: such a
+    /// tool cannot be pinned (pins hold names of at most 128 characters).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_truncated: bool,
     /// Description cut to 200 characters; empty when the tool has none.
     #[serde(default)]
     pub description: String,
@@ -63,22 +87,24 @@ pub struct ToolInventory {
 
 impl ToolInventory {
     /// Builds the inventory from raw `tools/list` entries (JSON objects with at least `name`).
-    /// `server_info.instructions` is cut to 1 KiB here.
+    /// Every server-supplied string is cut here (see [`bound_server_info`] and
+    /// [`summarize`]); hashes are computed over the full, uncut definitions. Tools whose
+    /// (cut) names repeat are listed once: `tools` is a map keyed by name in status.
     pub fn from_tools(
-        mut server_info: ServerInfo,
+        server_info: ServerInfo,
         capabilities: ServerCapabilities,
         tools: &[Value],
         resource_count: usize,
         prompt_count: usize,
     ) -> Self {
-        server_info.instructions =
-            truncate_bytes(&server_info.instructions, MAX_INSTRUCTIONS_BYTES).to_owned();
+        let server_info = bound_server_info(server_info);
         let mut summaries: Vec<ToolSummary> = tools.iter().map(summarize).collect();
         summaries.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.sha256.cmp(&b.sha256)));
         let tools_digest = digest(summaries.iter().map(|t| t.sha256.as_str()));
         let tool_count = summaries.len();
-        let tools_truncated = tool_count > MAX_TOOLS;
+        summaries.dedup_by(|later, first| later.name == first.name);
         summaries.truncate(MAX_TOOLS);
+        let tools_truncated = tool_count > summaries.len();
         ToolInventory {
             server_info,
             capabilities,
@@ -104,17 +130,69 @@ fn saturating_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// One `tools/list` entry as kept: name and description cut, hash over the full entry.
 fn summarize(tool: &Value) -> ToolSummary {
     let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
     let description = tool
         .get("description")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    let cut = cut_name(name);
     ToolSummary {
-        name: name.to_owned(),
-        description: truncate_chars(description, MAX_DESCRIPTION_CHARS).to_owned(),
+        name_truncated: cut.len() != name.len(),
+        name: cut,
+        description: cut_chars(description, MAX_DESCRIPTION_CHARS),
         sha256: tool_sha256(tool),
     }
+}
+
+/// `serverInfo` with every field cut to its limit.
+pub fn bound_server_info(info: ServerInfo) -> ServerInfo {
+    ServerInfo {
+        name: cut_chars(&info.name, MAX_SERVER_NAME_CHARS),
+        version: cut_chars(&info.version, MAX_SERVER_VERSION_CHARS),
+        protocol_version: cut_chars(&info.protocol_version, MAX_PROTOCOL_VERSION_CHARS),
+        instructions: cut_bytes(&info.instructions, MAX_INSTRUCTIONS_BYTES),
+    }
+}
+
+/// `s` when it has at most `max` characters; else its first `max - 1` characters and
+/// [`CUT_MARK`].
+pub fn cut_chars(s: &str, max: usize) -> String {
+    if s.chars().nth(max).is_none() {
+        return s.to_owned();
+    }
+    let mut out = truncate_chars(s, max.saturating_sub(1)).to_owned();
+    out.push(CUT_MARK);
+    out
+}
+
+/// `s` when it has at most `max` bytes; else its longest prefix that leaves room for
+/// [`CUT_MARK`] within `max` bytes, and the mark. Cut on a character boundary.
+pub fn cut_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut out = truncate_bytes(s, max.saturating_sub(CUT_MARK.len_utf8())).to_owned();
+    out.push(CUT_MARK);
+    out
+}
+
+/// A tool name for status: unchanged up to [`MAX_NAME_CHARS`] characters; a longer one
+/// becomes its first characters, [`CUT_MARK`] and [`NAME_HASH_CHARS`] hex digits of the
+/// SHA-256 of the full name — [`MAX_NAME_CHARS`] characters in all, and distinct for
+/// names that share their first characters.
+pub fn cut_name(name: &str) -> String {
+    if name.chars().nth(MAX_NAME_CHARS).is_none() {
+        return name.to_owned();
+    }
+    let keep = MAX_NAME_CHARS - 1 - NAME_HASH_CHARS;
+    let hash = sha256_hex(name.as_bytes());
+    format!(
+        "{}{CUT_MARK}{}",
+        truncate_chars(name, keep),
+        &hash[..NAME_HASH_CHARS]
+    )
 }
 
 /// The per-tool hash of a `tools/list` entry (see the module docs).
@@ -311,6 +389,55 @@ mod tests {
     }
 
     #[test]
+    fn hostile_strings_are_cut_and_marked_but_hashed_whole() {
+        let long = |c: &str, n| c.repeat(n);
+        let tools: Vec<Value> = (0..3)
+            .map(|i| json!({"name": format!("{}{i}", long("\u{1}", 5000)), "description": long("é", 9000), "inputSchema": {}}))
+            .chain([json!({"name": "dup", "inputSchema": {"a": 1}}), json!({"name": "dup", "inputSchema": {"a": 2}})])
+            .collect();
+        let info = ServerInfo {
+            name: long("n", 10_000),
+            version: long("v", 10_000),
+            protocol_version: long("p", 100),
+            instructions: long("ü", 10_000),
+        };
+        let inv = ToolInventory::from_tools(info, ServerCapabilities::default(), &tools, 0, 0);
+        assert_eq!(inv.tool_count, 5);
+        assert_eq!(inv.tools.len(), 4, "one of two tools named dup is listed");
+        assert!(inv.tools_truncated);
+        let all: Vec<String> = tools.iter().map(tool_sha256).collect();
+        assert_eq!(inv.tools_digest, digest(all.iter().map(String::as_str)));
+        let cut: Vec<&ToolSummary> = inv.tools.iter().filter(|t| t.name_truncated).collect();
+        assert_eq!(cut.len(), 3);
+        let names: std::collections::BTreeSet<&str> = cut.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), 3, "names equal up to the cut stay distinct");
+        for t in cut {
+            assert_eq!(t.name.chars().count(), MAX_NAME_CHARS);
+            assert!(t.name.contains(CUT_MARK));
+            assert_eq!(t.description.chars().count(), MAX_DESCRIPTION_CHARS);
+            assert!(t.description.ends_with(CUT_MARK));
+            assert!(all.contains(&t.sha256), "hash of the full definition");
+        }
+        let si = &inv.server_info;
+        assert_eq!(si.name.chars().count(), MAX_SERVER_NAME_CHARS);
+        assert_eq!(si.version.chars().count(), MAX_SERVER_VERSION_CHARS);
+        assert_eq!(
+            si.protocol_version.chars().count(),
+            MAX_PROTOCOL_VERSION_CHARS
+        );
+        assert!(si.instructions.len() <= MAX_INSTRUCTIONS_BYTES);
+        assert!(si.name.ends_with(CUT_MARK) && si.instructions.ends_with(CUT_MARK));
+        // Short strings are untouched.
+        assert_eq!(cut_name("echo"), "echo");
+        assert_eq!(cut_chars("abc", 3), "abc");
+        assert_eq!(cut_chars("abcd", 3), "ab…");
+        assert_eq!(cut_bytes("abcd", 4), "abcd");
+        assert_eq!(cut_bytes("abcdé", 5), "ab…");
+        assert_eq!(cut_name(&"x".repeat(128)), "x".repeat(128));
+        assert_eq!(cut_name(&"x".repeat(129)).chars().count(), 128);
+    }
+
+    #[test]
     fn serializes_like_the_status_fields() {
         let inv = inventory(&tools()[2..]);
         let v = serde_json::to_value(&inv).unwrap();
@@ -374,6 +501,13 @@ mod tests {
             prop_assert!(truncate_chars(&s, max).chars().count() <= max);
             let b = truncate_bytes(&s, max);
             prop_assert!(b.len() <= max && s.starts_with(b));
+            let c = cut_chars(&s, max.max(1));
+            prop_assert!(c.chars().count() <= max.max(1));
+            prop_assert!(c == s || c.ends_with(CUT_MARK));
+            let c = cut_bytes(&s, max.max(3));
+            prop_assert!(c.len() <= max.max(3));
+            prop_assert!(c == s || c.ends_with(CUT_MARK));
+            prop_assert!(cut_name(&s).chars().count() <= MAX_NAME_CHARS);
         }
     }
 }

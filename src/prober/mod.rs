@@ -3,7 +3,7 @@
 //! runs `initialize` and the list calls, and turns the answer into a [`ToolInventory`]
 //! shaped like `McpServer.status`, or a [`ProbeError`] with one code from API.md.
 //!
-//! Layout: [`target`] what to probe · [`tls`] trust settings · [`session`] one attempt ·
+//! Layout: [`target`] what to probe · [`destination`] where it may connect · [`tls`] trust settings · [`session`] one attempt ·
 //! [`sse`] the legacy transport · [`classify`] error → code · [`run`] retries and bounded
 //! concurrency · [`inventory`] hashing and truncation · [`diff`] tool changes ·
 //! [`output`] / [`cli`] the `probe` subcommand.
@@ -13,6 +13,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod destination;
 pub mod diff;
 pub mod error;
 pub mod inventory;
@@ -23,6 +24,7 @@ pub mod sse;
 pub mod target;
 pub mod tls;
 
+pub use destination::{Cidr, CidrList, DestinationPolicy};
 pub use diff::InventoryDiff;
 pub use error::{ProbeError, ProbeErrorCode};
 pub use inventory::{ServerCapabilities, ServerInfo, ToolInventory, ToolSummary};

@@ -121,6 +121,14 @@ pub fn pins(inv: &ToolInventory) -> String {
     for t in &inv.tools {
         // JSON string syntax is valid YAML and quotes any name safely.
         let name = serde_json::Value::from(t.name.as_str());
+        if t.name_truncated {
+            // Pins hold names of at most 128 characters: this tool cannot be pinned.
+            let _ = writeln!(
+                out,
+                "  # not pinnable, name longer than 128 characters: {name}"
+            );
+            continue;
+        }
         let _ = writeln!(out, "  - {{name: {name}, sha256: {}}}", t.sha256);
     }
     out

@@ -21,6 +21,7 @@ use rmcp::{ClientHandler, RoleClient};
 use tokio::io::AsyncReadExt;
 
 use super::classify;
+use super::destination::FilteringResolver;
 use super::error::ProbeError;
 use super::inventory::{ServerCapabilities, ServerInfo, ToolInventory};
 use super::sse::{FailureSlot, SseTransport};
@@ -144,6 +145,11 @@ async fn connect_http(
     failure: &FailureSlot,
 ) -> Result<(Client, String), ProbeError> {
     let url = t.parsed_url()?;
+    if let Some(policy) = &t.destinations {
+        // IP literals are dialled without a lookup: check them here, before any request.
+        // (An SSE endpoint must keep the stream's origin, so this covers it too.)
+        policy.check_url(&url, &redact_url(&url))?;
+    }
     let headers = header_map(t)?;
     let http = http_client(t)?;
     match t.transport.resolve(&url) {
@@ -203,12 +209,18 @@ fn header_map(t: &HttpTarget) -> Result<reqwest::header::HeaderMap, ProbeError> 
 
 fn http_client(t: &HttpTarget) -> Result<reqwest::Client, ProbeError> {
     let tls = tls::client_config(&t.tls)?;
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        // A redirect could carry credentials elsewhere; report it instead.
+        // A redirect could carry credentials elsewhere, or aim the probe at a denied
+        // destination; report it instead.
         .redirect(reqwest::redirect::Policy::none())
+        // No proxy: the address connected to is the one the destination policy checked.
         .no_proxy()
-        .user_agent(concat!("mcp-operator-prober/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("mcp-operator-prober/", env!("CARGO_PKG_VERSION")));
+    if let Some(policy) = &t.destinations {
+        builder = builder.dns_resolver(Arc::new(FilteringResolver::new(policy.clone())));
+    }
+    builder
         .build()
         .map_err(|e| classify::from_reqwest("building the HTTP client", &e))
 }
@@ -358,10 +370,25 @@ fn check_version(tried: &str, info: &ServerPeerInfo) -> Result<(), ProbeError> {
     if ProtocolVersion::KNOWN_VERSIONS.contains(&info.protocol_version) {
         return Ok(());
     }
+    // Quoted only when it looks like a protocol version (a date): never other server text.
+    let answered = info.protocol_version.to_string();
+    let looks_like_a_version = answered.len() == 10
+        && answered.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let answered = if looks_like_a_version {
+        format!("{answered:?}")
+    } else {
+        "something else".to_owned()
+    };
     Err(ProbeError::ProtocolError(format!(
-        "{tried}: no common protocol version: offered {}, the server answered {:?} (known: {})",
+        "{tried}: no common protocol version: offered {}, the server answered {} (known: {})",
         ProtocolVersion::default(),
-        info.protocol_version.to_string(),
+        answered,
         ProtocolVersion::KNOWN_VERSIONS
             .iter()
             .map(ToString::to_string)

@@ -64,8 +64,9 @@ impl SseTransport {
                 })) if event == "endpoint" => break resolve_endpoint(&tried, url, data.trim())?,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => {
+                    classify::log_detail(&tried, "malformed event stream", &e.to_string());
                     return Err(ProbeError::ProtocolError(format!(
-                        "{tried}: malformed event stream: {e}"
+                        "{tried}: malformed event stream"
                     )));
                 }
                 None => {
@@ -98,8 +99,9 @@ impl Drop for SseTransport {
 /// the same origin: the probe's credentials are not sent anywhere else.
 fn resolve_endpoint(tried: &str, base: &Url, announced: &str) -> Result<Url, ProbeError> {
     let endpoint = base.join(announced).map_err(|e| {
+        classify::log_detail(tried, "announced endpoint", announced);
         ProbeError::ProtocolError(format!(
-            "{tried}: announced endpoint {announced:?} is not a URL: {e}"
+            "{tried}: the announced endpoint is not a URL ({e})"
         ))
     })?;
     if endpoint.origin() != base.origin() {
@@ -128,8 +130,9 @@ async fn read_messages(
         let event = match event {
             Ok(e) => e,
             Err(e) => {
+                classify::log_detail(&tried, "event stream error", &e.to_string());
                 record(ProbeError::ConnectionFailed(format!(
-                    "{tried}: the event stream broke: {e}"
+                    "{tried}: the event stream broke"
                 )));
                 return;
             }
@@ -145,9 +148,10 @@ async fn read_messages(
                 }
             }
             Err(e) => {
-                record(ProbeError::ProtocolError(format!(
-                    "{tried}: malformed JSON-RPC message on the event stream: {e}"
-                )));
+                record(classify::malformed_json(
+                    &format!("{tried}, event stream"),
+                    &e,
+                ));
                 return;
             }
         }

@@ -5,10 +5,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::destination::DestinationPolicy;
 use super::error::ProbeError;
 
 /// How an HTTP target speaks MCP.
@@ -98,6 +100,8 @@ pub struct HttpTarget {
     pub headers: Vec<Header>,
     /// TLS trust settings.
     pub tls: TlsOptions,
+    /// Where the probe may connect; None: anywhere (the `probe` command).
+    pub destinations: Option<Arc<DestinationPolicy>>,
 }
 
 impl fmt::Debug for HttpTarget {
@@ -107,6 +111,7 @@ impl fmt::Debug for HttpTarget {
             .field("transport", &self.transport)
             .field("headers", &self.headers)
             .field("tls", &self.tls)
+            .field("destinations", &self.destinations)
             .finish()
     }
 }
@@ -119,6 +124,7 @@ impl HttpTarget {
             transport: TransportKind::Auto,
             headers: Vec::new(),
             tls: TlsOptions::default(),
+            destinations: None,
         }
     }
 

@@ -95,8 +95,12 @@ impl Drop for Operator {
     }
 }
 
+/// The operator's defaults, except that remote servers on loopback (the test peers) may
+/// be probed; everything else the default denies stays denied.
 pub(crate) fn config() -> RunConfig {
-    RunConfig::new(OPERATOR_NS, IMAGE)
+    let mut config = RunConfig::new(OPERATOR_NS, IMAGE);
+    config.probe_destinations = mcp_operator::prober::DestinationPolicy::allow_loopback();
+    config
 }
 
 /// Polls `check` every 50 ms until it returns Some, panicking with `what` after `secs`.
