@@ -411,7 +411,7 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, E
     let gateway_enabled = server.spec.gateway.as_ref().is_none_or(|g| g.enabled);
     let has_pod = server.spec.container.is_some() || gateway_enabled;
     let availability = if has_pod {
-        availability(ctx, &ns, &name).await?
+        availability(ctx, server).await?
     } else {
         Availability::NotApplicable
     };
@@ -602,19 +602,27 @@ async fn record_event(
         .await;
 }
 
-/// Deployment availability: available replicas reached the desired count.
-async fn availability(ctx: &Context, ns: &str, name: &str) -> Result<Availability, Error> {
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let deployment = match api.get(name).await {
-        Ok(d) => d,
-        Err(e) if is_not_found(&e) => {
-            return Ok(Availability::Unavailable {
-                reason: "Progressing".into(),
-                message: format!("Deployment {name} does not exist yet"),
-            });
-        }
-        Err(e) => return Err(e.into()),
+/// Deployment availability: available replicas reached the desired count. Only the
+/// server's own Deployment counts: one of its name without the server's controller
+/// ownerReference (ChildConflict) says nothing about the server.
+async fn availability(ctx: &Context, server: &McpServer) -> Result<Availability, Error> {
+    let ns = server.namespace().unwrap_or_default();
+    let name = server.name_any();
+    let Some(current) = apply::read::<Deployment>(ctx, &ns, &name).await? else {
+        return Ok(Availability::Unavailable {
+            reason: "Progressing".into(),
+            message: format!("Deployment {name} does not exist yet"),
+        });
     };
+    let uid = server.uid().unwrap_or_default();
+    if ownership::holder(Some(&current), &uid) != ownership::Holder::Ours {
+        return Ok(Availability::Unavailable {
+            reason: ChildConflict::REASON.into(),
+            message: format!("Deployment {name} is not owned by this McpServer"),
+        });
+    }
+    let deployment: Deployment =
+        serde_json::from_value(current).map_err(|e| Error::serde(&name, e))?;
     let wanted = deployment
         .spec
         .as_ref()

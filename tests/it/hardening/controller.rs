@@ -498,3 +498,40 @@ async fn only_operator_owned_service_accounts_may_review_tokens() {
     }
     operator.stop().await.expect("clean shutdown");
 }
+
+/// A foreign Deployment of the server's name is not the server's: its replicas never make
+/// the server Available.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_deployment_never_makes_the_server_available() {
+    let (_api, client) = cluster().await;
+    let ns = "conflict-available";
+    namespace(&client, ns).await;
+    let operator = Operator::start(client.clone(), config());
+    let f = foreign("Deployment", "lookalike");
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &f.resource)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(f.object.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    // The user's Deployment is fully rolled out.
+    make_available(&client, ns, "lookalike").await;
+    create_server(&client, ns, "lookalike", pod_spec()).await;
+    let s = wait_conflict_status(&client, ns, "lookalike").await;
+    let available = find_condition(&s.conditions, "Available");
+    assert!(
+        available.is_none_or(|c| c.status != "True"),
+        "Available from a Deployment that is not the server's: {available:?}"
+    );
+    operator.stop().await.expect("clean shutdown");
+}
+
+async fn wait_conflict_status(
+    client: &Client,
+    ns: &str,
+    server: &str,
+) -> mcp_operator::api::McpServerStatus {
+    wait_conflict(client, ns, server, "Deployment", server).await;
+    get_server(client, ns, server).await.status.unwrap()
+}
