@@ -1,6 +1,7 @@
 //! Pass-through behaviour: what the gateway does not govern reaches the caller as the
-//! server sent it (unknown methods, bad JSON, the GET stream, DELETE and the session
-//! lifecycle), and the health and metrics routes.
+//! server sent it (unknown methods, the GET stream, DELETE and the session lifecycle),
+//! bad JSON is answered as a server would (the gateway's own 400 -32700, never
+//! forwarded: `hardening::body`), and the health and metrics routes.
 
 use serde_json::json;
 
@@ -21,10 +22,12 @@ async fn ungoverned_traffic_passes_through_like_direct() {
     let b = direct.request("no/such-method", json!({})).await;
     assert_eq!((a.status, &a.body), (b.status, &b.body));
 
+    // Bad JSON: the gateway answers it itself, as the server would.
     let bad_a = through.post_text("{not json".into(), None).await;
     let bad_b = direct.post_text("{not json".into(), None).await;
     assert_eq!(bad_a.status, bad_b.status);
     assert_eq!(bad_a.body["error"]["code"], bad_b.body["error"]["code"]);
+    assert_eq!(bad_a.body["error"]["data"]["rule"], "Malformed", "{bad_a:?}");
 
     // The GET stream opens with the server's headers.
     let http = super::harness::http();

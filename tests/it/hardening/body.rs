@@ -286,6 +286,39 @@ impl Setup {
                 INVALID,
             ),
             ("atk-scalar", br#""atk-scalar tools/call""#.to_vec(), INVALID),
+            // One object, but not a message the gateway can decide on.
+            (
+                "atk-id-null",
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{{"name":"{denied}","arguments":{args},"_meta":{{"m":"atk-id-null"}}}}}}"#
+                )
+                .into_bytes(),
+                INVALID,
+            ),
+            (
+                "atk-id-float",
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{{"name":"{denied}","arguments":{args},"_meta":{{"m":"atk-id-float"}}}}}}"#
+                )
+                .into_bytes(),
+                INVALID,
+            ),
+            (
+                "atk-name-array",
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":"atk-name-array","method":"tools/call","params":{{"name":["{denied}"],"arguments":{args}}}}}"#
+                )
+                .into_bytes(),
+                INVALID,
+            ),
+            (
+                "atk-no-method",
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":"atk-no-method","params":{{"name":"{denied}","arguments":{args}}}}}"#
+                )
+                .into_bytes(),
+                INVALID,
+            ),
         ]
     }
 }
@@ -382,7 +415,7 @@ async fn answer_to_unfinished(port: u16, head: &str, partial: &[u8], wait: Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_without_a_valid_token_is_refused_before_its_body_is_read() {
-    let s = Setup::node().await;
+    let mut s = Setup::node().await;
     let port = s.gw.port;
     let head = |auth: &str, framing: &str| {
         format!(
@@ -415,17 +448,21 @@ async fn a_caller_without_a_valid_token_is_refused_before_its_body_is_read() {
             &b"{"[..],
         ),
     ] {
-        let records_before = s.gw.audit_records().len();
+        let before = s.sentinel(&format!("{what} before")).await;
         let started = Instant::now();
         let line = answer_to_unfinished(port, &head(auth, framing), partial, wait).await;
         if !line.starts_with("HTTP/1.1 401") {
             failures.push(format!("{what}: {line} after {:?}", started.elapsed()));
             continue;
         }
-        let rec = s.gw.wait_audit(what, |r| r["rule"] == "Unauthorized").await;
-        let new = s.gw.audit_records().len() - records_before;
-        if new != 1 || rec["binding"] != "unknown" || rec["outcome"] != "denied" {
-            failures.push(format!("{what}: {new} new records, last {rec}"));
+        let after = s.sentinel(&format!("{what} after")).await;
+        let records = s.gw.audit_records()[before + 1..after].to_vec();
+        let one = records.len() == 1
+            && records[0]["rule"] == "Unauthorized"
+            && records[0]["binding"] == "unknown"
+            && records[0]["outcome"] == "denied";
+        if !one {
+            failures.push(format!("{what}: audit records {records:?}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
