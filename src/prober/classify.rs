@@ -331,6 +331,15 @@ fn from_streamable(tried: &str, e: &StreamableHttpError<reqwest::Error>) -> Opti
     })
 }
 
+/// `<digits> column <digits>`: a serde_json position, the only part of its message kept.
+fn is_position(p: &str) -> bool {
+    p.split_once(" column ").is_some_and(|(l, c)| {
+        [l, c]
+            .iter()
+            .all(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 /// rmcp reports non-JSON HTTP failures as `"HTTP <status line>: <body>"`.
 fn from_unexpected_response(tried: &str, text: &str) -> ProbeError {
     let status = text
@@ -341,6 +350,19 @@ fn from_unexpected_response(tried: &str, text: &str) -> ProbeError {
         Some(status) => {
             let body = text.split_once(": ").map(|(_, b)| b).unwrap_or("");
             from_http_status(tried, status, None, body, None)
+        }
+        // rmcp's words for a POST answer that is no JSON-RPC message (it quotes the body).
+        None if text.starts_with("could not parse JSON") => {
+            log_detail(tried, "malformed JSON-RPC", text);
+            let position = text
+                .split_once(" at line ")
+                .and_then(|(_, rest)| rest.split(':').next())
+                .filter(|p| is_position(p))
+                .map(|p| format!(" at line {p}"))
+                .unwrap_or_default();
+            ProbeError::ProtocolError(format!(
+                "{tried}: malformed JSON-RPC (the answer is no JSON-RPC message{position})"
+            ))
         }
         None => unexpected(tried, &text),
     }
@@ -499,6 +521,25 @@ mod tests {
         assert!(
             !e.message().contains(SECRET) && e.message().contains("line 1"),
             "{e}"
+        );
+        let e = from_unexpected_response(
+            "t",
+            &format!(
+                "could not parse JSON response as ServerJsonRpcMessage: EOF while parsing an object at line 1 column 34: {{\"x\":\"{SECRET}\""
+            ),
+        );
+        assert_eq!(e.code(), ProbeErrorCode::ProtocolError);
+        assert!(
+            e.message().contains("JSON-RPC") && e.message().contains("line 1 column 34"),
+            "{e}"
+        );
+        assert!(!e.message().contains(SECRET), "{e}");
+        let sneaky =
+            format!("could not parse JSON response: invalid type: string \" at line {SECRET}: x\"");
+        assert!(
+            !from_unexpected_response("t", &sneaky)
+                .message()
+                .contains(SECRET)
         );
         let e = from_unexpected_response("t", &format!("garbage {SECRET}"));
         assert!(!e.message().contains(SECRET), "{e}");
