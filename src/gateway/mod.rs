@@ -11,6 +11,8 @@
 //! `tools/list` results (filtered and prefixed, in JSON and in SSE responses, on POST and
 //! GET streams alike) and `tools/call` names (prefix stripped). Unknown methods and
 //! notifications pass through untouched. SSE responses stream through event by event.
+//! Sessions are the upstream's, but the gateway records who opened each one and serves
+//! it to nobody else ([`sessions`]).
 //!
 //! Defaults when the policy leaves a limit unset: `maxRequestBytes` 1 MiB,
 //! `maxResponseBytes` 8 MiB, `callTimeout` 60 s, `maxConcurrentCalls` 64. A `tools/call`
@@ -19,7 +21,9 @@
 //! memory stays bounded. `/livez`, `/readyz` and `/metrics` share the listen port and need
 //! no token (they reveal counters, never tool content).
 //!
-//! Layout: [`cli`] arguments and runtime · [`server`] routes, listener, shutdown ·
+//! Layout: [`cli`] arguments and runtime · [`server`] routes · [`connections`]
+//! accepting and serving connections (cap, timeouts, shutdown) · [`origin`] Host and
+//! Origin checks · [`sessions`] session owners, caps and expiry ·
 //! [`proxy`] the MCP routes (request side) · [`respond`] the response side (JSON) ·
 //! [`sse_relay`] relaying event streams · [`sse`] SSE event framing ·
 //! [`session_calls`] the gateway's own requests in a caller's session · [`upstream`] how requests reach the server ·

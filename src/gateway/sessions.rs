@@ -314,11 +314,16 @@ impl Drop for InUse {
     }
 }
 
-/// The caller's `Mcp-Session-Id`, if any (a value that is not text never matches).
+/// The caller's `Mcp-Session-Id`, if any. A value that is not text never matches, and
+/// neither do several values: upstreams differ in which one they take (the first, the
+/// last, or all joined), so the gateway could not know which session it checked.
 pub fn session_id(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(SESSION_ID)
-        .map(|v| v.to_str().unwrap_or("\u{0}invalid"))
+    let mut values = headers.get_all(SESSION_ID).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some("\u{0}several");
+    }
+    Some(first.to_str().unwrap_or("\u{0}invalid"))
 }
 
 /// The session rule for a POST: a named session must be the caller's; an `initialize`

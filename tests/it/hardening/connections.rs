@@ -241,7 +241,7 @@ async fn beyond_the_connection_cap_health_routes_still_answer() {
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut mcp = Mcp::new(&gw.url(), Some(TOKEN));
+        let mcp = Mcp::new(&gw.url(), Some(TOKEN));
         let a = mcp
             .post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
                 "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
