@@ -194,37 +194,43 @@ pub async fn post(
             return refuse_request(&gw, &cfg, principal.name(), &refusal, len, start);
         }
     };
-    // One message: read_message refuses batches.
-    let batch = false;
-    let who = principal.name().to_owned();
-    let pending = start_audits(&cfg, &who, &parsed, batch, body.len(), start);
-    if let Err(refusal) = admit(&gw, &cfg, &principal, &parsed, pending.len()) {
-        return refuse_all(&gw, &who, pending, &refusal, batch);
+    // One record per message, written when it is refused or, for a request, answered.
+    let record = PendingAudit::start(
+        cfg.clone(),
+        principal.name(),
+        &parsed,
+        body.len() as u64,
+        start,
+    );
+    let request = jsonrpc::kind(&parsed) == Kind::Request;
+    if let Err(refusal) = admit(&gw, &cfg, &principal, &parsed, usize::from(request)) {
+        return refuse(&gw, record, &refusal);
     }
     // Session ownership and caps, before anything is sent in the named session.
-    let opens = pending.iter().any(|p| p.method == "initialize");
-    let slot = match super::sessions::gate_post(&gw, &principal, &headers, opens) {
+    let opens = request && record.method == "initialize";
+    let slot = match super::sessions::gate_post(&gw, &principal, &headers, opens).await {
         Ok(slot) => slot,
-        Err(refusal) => return refuse_all(&gw, &who, pending, &refusal, batch),
+        Err(refusal) => return refuse(&gw, record, &refusal),
     };
     let session = SessionHeaders::of(&headers);
-    let (verdicts, rewritten) = check_calls(&gw, &cfg, &principal, &mut parsed, &session).await;
-    if verdicts.iter().any(Option::is_some) {
-        return answer_refused(&gw, pending, verdicts, batch);
+    let (verdict, rewritten) = check_call(&gw, &cfg, &principal, &mut parsed, &session).await;
+    if let Some((answer, outcome)) = verdict {
+        return answer_refused(&gw, record, &answer, outcome);
     }
-    let calls = pending.iter().filter(|p| p.method == "tools/call").count() as u32;
+    let calls = u32::from(request && record.method == "tools/call");
     let permit = match acquire_calls(&cfg, calls) {
         Ok(p) => p,
-        Err(refusal) => return refuse_all(&gw, &who, pending, &refusal, batch),
+        Err(refusal) => return refuse(&gw, record, &refusal),
     };
     let body = if rewritten {
         Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default())
     } else {
         body
     };
-    let initialize = pending.iter().any(|p| p.method == "initialize");
     let deadline = (calls > 0).then(|| tokio::time::Instant::now() + cfg.limits.call_timeout);
     let req = upstream_request(Method::POST, &headers, &cfg, body);
+    // Only a request awaits an answer; a forwarded notification or response has no record.
+    let pending = if request { vec![record] } else { Vec::new() };
     let exchange = Exchange::new(
         gw.clone(),
         cfg,
@@ -233,8 +239,8 @@ pub async fn post(
         deadline,
         session,
         permit,
-        batch,
-        initialize,
+        false, // one message: batches never get here
+        opens,
     );
     let resp = respond::forward(exchange.with_slot(slot), req).await;
     super::sessions::hold_while_streaming(&gw, &headers, resp)
@@ -252,7 +258,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
             return refusal.into_response(&[Value::Null], false);
         }
     };
-    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers) {
+    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
         return super::sessions::refuse_http(&gw, cfg, &principal, &Method::GET, &refusal);
     }
     let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
@@ -284,7 +290,7 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
             return refusal.into_response(&[Value::Null], false);
         }
     };
-    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers) {
+    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
         return super::sessions::refuse_http(&gw, cfg, &principal, &Method::DELETE, &refusal);
     }
     let resp = forward_untracked(&gw, &cfg, Method::DELETE, &headers, Bytes::new()).await;
@@ -409,26 +415,8 @@ fn refuse_request(
     refusal.into_response(&[Value::Null], false)
 }
 
-/// One pending audit record per request message, in message order.
-fn start_audits(
-    cfg: &Arc<LiveConfig>,
-    who: &str,
-    parsed: &Value,
-    batch: bool,
-    body_len: usize,
-    start: Instant,
-) -> Vec<PendingAudit> {
-    jsonrpc::messages(parsed)
-        .into_iter()
-        .filter(|m| jsonrpc::kind(m) == Kind::Request)
-        .map(|m| {
-            let bytes_in = if batch { m.to_string().len() } else { body_len };
-            PendingAudit::start(cfg.clone(), who, m, bytes_in as u64, start)
-        })
-        .collect()
-}
-
-/// Rules on the whole body: read-only probes, then the rate limit.
+/// Rules on the message: read-only probes, then the rate limit (`requests` is 1 for a
+/// request, 0 for a notification or response).
 fn admit(
     gw: &Gateway,
     cfg: &LiveConfig,
@@ -437,23 +425,19 @@ fn admit(
     requests: usize,
 ) -> Result<(), Refusal> {
     if matches!(principal, Principal::Probe) {
-        for m in jsonrpc::messages(parsed) {
-            let method = jsonrpc::method(m).unwrap_or_default();
-            if !PROBE_METHODS.contains(&method) {
-                return Err(Refusal::new(
-                    Rule::ReadOnly,
-                    format!(
-                        "the probe token is read-only: {} is not allowed",
-                        if method.is_empty() {
-                            "a response"
-                        } else {
-                            method
-                        }
-                    ),
-                ));
-            }
+        let method = jsonrpc::method(parsed).unwrap_or_default();
+        if PROBE_METHODS.contains(&method) {
+            return Ok(());
         }
-        return Ok(());
+        let what = if method.is_empty() {
+            "a response"
+        } else {
+            method
+        };
+        return Err(Refusal::new(
+            Rule::ReadOnly,
+            format!("the probe token is read-only: {what} is not allowed"),
+        ));
     }
     let Some(limit) = &cfg.file.policy.rate_limit else {
         return Ok(());
@@ -477,68 +461,51 @@ fn admit(
         })
 }
 
-/// Applies the tool policy and prefix to every `tools/call` (renaming in place). Returns
-/// one verdict per request message (Some = the gateway's answer) and whether anything
-/// was renamed.
-async fn check_calls(
+/// Applies the tool policy and prefix to a `tools/call` (renaming it in place). Returns
+/// the gateway's answer and outcome when the call is refused, and whether it was renamed.
+async fn check_call(
     gw: &Gateway,
     cfg: &LiveConfig,
     principal: &Principal,
-    parsed: &mut Value,
+    msg: &mut Value,
     session: &SessionHeaders,
-) -> (Vec<Option<(Value, Outcome)>>, bool) {
-    let mut verdicts = Vec::new();
-    let mut rewritten = false;
-    let msgs: Vec<&mut Value> = match parsed {
-        Value::Array(items) => items.iter_mut().collect(),
-        other => vec![other],
+) -> (Option<(Value, Outcome)>, bool) {
+    if jsonrpc::kind(msg) != Kind::Request || jsonrpc::method(msg) != Some("tools/call") {
+        return (None, false);
+    }
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let exposed = jsonrpc::param_name(msg).unwrap_or_default().to_owned();
+    let Some(name) = enforce::strip_prefix(cfg, principal, &exposed).map(str::to_owned) else {
+        let answer = jsonrpc::error_response_with_data(
+            id,
+            code::INVALID_PARAMS,
+            format!("Unknown tool: {exposed}"),
+            json!({"tool": exposed}),
+        );
+        return (Some((answer, Outcome::Error(None))), false);
     };
-    for msg in msgs {
-        if jsonrpc::kind(msg) != Kind::Request {
-            continue;
+    let hash = if enforce::needs_hashes(cfg) {
+        match gw.definitions.get(&name) {
+            Some(h) => h,
+            None => {
+                super::session_calls::fetch_definitions(gw, cfg, session).await;
+                gw.definitions.get(&name).unwrap_or_default()
+            }
         }
-        if jsonrpc::method(msg) != Some("tools/call") {
-            verdicts.push(None);
-            continue;
+    } else {
+        String::new()
+    };
+    match enforce::decide(cfg, principal, &name, &hash) {
+        Ok(()) if name != exposed => {
+            msg["params"]["name"] = Value::String(name);
+            (None, true)
         }
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let exposed = jsonrpc::param_name(msg).unwrap_or_default().to_owned();
-        let Some(name) = enforce::strip_prefix(cfg, principal, &exposed).map(str::to_owned) else {
-            let answer = jsonrpc::error_response_with_data(
-                id,
-                code::INVALID_PARAMS,
-                format!("Unknown tool: {exposed}"),
-                json!({"tool": exposed}),
-            );
-            verdicts.push(Some((answer, Outcome::Error(None))));
-            continue;
-        };
-        let hash = if enforce::needs_hashes(cfg) {
-            match gw.definitions.get(&name) {
-                Some(h) => h,
-                None => {
-                    super::session_calls::fetch_definitions(gw, cfg, session).await;
-                    gw.definitions.get(&name).unwrap_or_default()
-                }
-            }
-        } else {
-            String::new()
-        };
-        match enforce::decide(cfg, principal, &name, &hash) {
-            Ok(()) => {
-                if name != exposed {
-                    msg["params"]["name"] = Value::String(name);
-                    rewritten = true;
-                }
-                verdicts.push(None);
-            }
-            Err(rule) => {
-                let refusal = enforce::call_refusal(rule, &exposed);
-                verdicts.push(Some((refusal.to_jsonrpc(id), Outcome::Denied(rule))));
-            }
+        Ok(()) => (None, false),
+        Err(rule) => {
+            let refusal = enforce::call_refusal(rule, &exposed);
+            (Some((refusal.to_jsonrpc(id), Outcome::Denied(rule))), false)
         }
     }
-    (verdicts, rewritten)
 }
 
 /// Permits for `n` calls, or Overloaded.
@@ -561,62 +528,28 @@ fn acquire_calls(cfg: &LiveConfig, n: u32) -> Result<Option<OwnedSemaphorePermit
         })
 }
 
-/// Answers every request with `refusal` (HTTP status per rule); `who` names the caller
-/// when there is no request to audit (the Event report).
-fn refuse_all(
-    gw: &Gateway,
-    who: &str,
-    pending: Vec<PendingAudit>,
-    refusal: &Refusal,
-    batch: bool,
-) -> Response<Body> {
-    let ids: Vec<Value> = pending.iter().map(|p| p.id.clone()).collect();
-    let resp = refusal.into_response(if ids.is_empty() { &[Value::Null] } else { &ids }, batch);
-    if pending.is_empty() {
-        gw.metrics.refused(refusal.rule);
-        gw.audit.report(refusal.rule, who, None);
-    }
-    for p in pending {
-        let answer = refusal.to_jsonrpc(p.id.clone());
-        let bytes_out = answer.to_string().len() as u64;
-        p.finish(
-            &gw.audit,
-            &gw.metrics,
-            Outcome::refused(refusal.rule),
-            bytes_out,
-            Some(&answer),
-        );
-    }
+/// Answers the message with `refusal` (HTTP status per rule) and writes its one audit
+/// record (id null for a notification or response).
+fn refuse(gw: &Gateway, record: PendingAudit, refusal: &Refusal) -> Response<Body> {
+    let answer = refusal.to_jsonrpc(record.id.clone());
+    let resp = refusal.into_response(std::slice::from_ref(&record.id), false);
+    let bytes_out = answer.to_string().len() as u64;
+    let outcome = Outcome::refused(refusal.rule);
+    record.finish(&gw.audit, &gw.metrics, outcome, bytes_out, Some(&answer));
     resp
 }
 
-/// Answers a body in which some calls were refused (nothing is forwarded).
+/// Answers a call the gateway refused itself (nothing is forwarded): `answer` in a 200,
+/// as an MCP server would.
 fn answer_refused(
     gw: &Gateway,
-    pending: Vec<PendingAudit>,
-    verdicts: Vec<Option<(Value, Outcome)>>,
-    batch: bool,
+    record: PendingAudit,
+    answer: &Value,
+    outcome: Outcome,
 ) -> Response<Body> {
-    let mut answers = Vec::new();
-    for (p, verdict) in pending.into_iter().zip(verdicts) {
-        let (answer, outcome) = verdict.unwrap_or_else(|| {
-            let a = jsonrpc::error_response(
-                p.id.clone(),
-                code::INVALID_REQUEST,
-                "not forwarded: another message in this batch was refused",
-            );
-            (a, Outcome::Error(None))
-        });
-        let bytes_out = answer.to_string().len() as u64;
-        p.finish(&gw.audit, &gw.metrics, outcome, bytes_out, Some(&answer));
-        answers.push(answer);
-    }
-    let body = if batch {
-        Value::Array(answers)
-    } else {
-        answers.pop().unwrap_or(Value::Null)
-    };
-    json_response(StatusCode::OK, &body)
+    let bytes_out = answer.to_string().len() as u64;
+    record.finish(&gw.audit, &gw.metrics, outcome, bytes_out, Some(answer));
+    json_response(StatusCode::OK, answer)
 }
 
 /// 502 with a JSON-RPC error for each id.
