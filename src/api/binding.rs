@@ -43,7 +43,7 @@ use super::common::GoDuration;
     // Names that fit: the binding's Secret carries the binding name as its
     // `app.kubernetes.io/instance` label value (at most 63 characters).
     validation = Rule::new("!has(self.metadata.name) || size(self.metadata.name) <= 63")
-        .message(Message::Expression(r#""metadata.name: \"" + self.metadata.name + "\" is " + string(size(self.metadata.name)) + " characters; McpBinding names may be at most 63 characters, because the operator labels the binding's Secret with it (a label value: at most 63 characters)""#.into())),
+        .message("metadata.name may be at most 63 characters: the operator labels the McpBinding's Secret with its name (app.kubernetes.io/instance), and label values are at most 63 characters"),
 )]
 #[x_kube(
     validation = Rule::new("(has(self.servers) && size(self.servers) > 0) || has(self.serverSelector)")

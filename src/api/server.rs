@@ -61,10 +61,13 @@ pub use super::server_status::{
     // Names that fit: the operator names a Service (a DNS-1035 label, at most 63
     // characters) and the `app.kubernetes.io/instance` label (at most 63) after the
     // server. Root-level rules may read metadata.name; a real API server checks them too.
+    // Static messages: the API server estimates a messageExpression that quotes the name
+    // or its size (`string(size(…))`) as unbounded and refuses the CRD; the error it
+    // prints starts with the name anyway.
     validation = Rule::new("!has(self.metadata.name) || size(self.metadata.name) <= 63")
-        .message(Message::Expression(r#""metadata.name: \"" + self.metadata.name + "\" is " + string(size(self.metadata.name)) + " characters; McpServer names may be at most 63 characters, because the operator creates a Service with the same name (a DNS-1035 label: at most 63 characters)""#.into())),
+        .message("metadata.name may be at most 63 characters: the operator creates a Service with the McpServer's name, and Service names are DNS-1035 labels of at most 63 characters"),
     validation = Rule::new("!has(self.metadata.name) || self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
-        .message(Message::Expression(r#""metadata.name: \"" + self.metadata.name + "\" is not a DNS-1035 label; McpServer names must consist of lowercase letters, digits and '-', start with a letter and end with a letter or digit, because the operator creates a Service with the same name""#.into())),
+        .message("metadata.name must be a DNS-1035 label: McpServer names consist of lowercase letters, digits and '-', start with a letter and end with a letter or digit, because the operator creates a Service with the same name"),
 )]
 #[x_kube(
     validation = Rule::new("has(self.container) != has(self.remote)")

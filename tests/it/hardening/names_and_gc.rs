@@ -79,9 +79,9 @@ async fn names_that_cannot_name_their_children_are_refused() {
         message,
         format!(
             "McpServer.mcp-operator.dev {long:?} is invalid: <nil>: Invalid value: \"object\": \
-             metadata.name: {long:?} is 64 characters; McpServer names may be at most 63 \
-             characters, because the operator creates a Service with the same name (a \
-             DNS-1035 label: at most 63 characters)"
+             metadata.name may be at most 63 characters: the operator creates a Service with \
+             the McpServer's name, and Service names are DNS-1035 labels of at most 63 \
+             characters"
         )
     );
     for name in ["1memory", "memory.v2"] {
@@ -92,7 +92,9 @@ async fn names_that_cannot_name_their_children_are_refused() {
                 .unwrap_err(),
         );
         assert!(
-            message.contains(&format!("metadata.name: {name:?} is not a DNS-1035 label")),
+            message.contains(
+                "<nil>: Invalid value: \"object\": metadata.name must be a DNS-1035 label"
+            ),
             "{message}"
         );
     }
@@ -116,7 +118,10 @@ async fn names_that_cannot_name_their_children_are_refused() {
             .unwrap_err(),
     );
     assert!(
-        message.contains("is 64 characters; McpBinding names may be at most 63 characters"),
+        message.contains(
+            "<nil>: Invalid value: \"object\": metadata.name may be at most 63 characters: the \
+             operator labels the McpBinding's Secret"
+        ),
         "{message}"
     );
 }
