@@ -96,17 +96,21 @@ pub enum Phase {
     Failed,
 }
 
-/// What the server said about itself at initialize.
+/// What the server said about itself at initialize. Every field is cut to its limit (a
+/// cut value ends with "…").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerInfo {
-    /// serverInfo.name.
+    /// serverInfo.name, cut to 128 characters.
+    #[schemars(length(max = 128))]
     pub name: String,
-    /// serverInfo.version.
+    /// serverInfo.version, cut to 64 characters.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64))]
     pub version: String,
     /// The negotiated MCP protocol version.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 32))]
     pub protocol_version: String,
     /// The server's instructions, cut to 1 KiB.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -139,7 +143,9 @@ pub struct ServerCapabilities {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolStatus {
-    /// Tool name as the server reports it.
+    /// Tool name as the server reports it; a name longer than 128 characters is cut to 119,
+    /// "…" and 8 hex digits of the SHA-256 of the full name.
+    #[schemars(length(max = 128))]
     pub name: String,
     /// Description, cut to 200 characters.
     #[serde(default, skip_serializing_if = "String::is_empty")]
