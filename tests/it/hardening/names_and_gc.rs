@@ -349,3 +349,143 @@ async fn a_create_delete_recreate_loop_leaves_no_orphans() {
     wait_no_leftovers(&client, ns, "loop", 3).await;
     operator.stop().await.expect("clean shutdown");
 }
+
+/// The dependents of [`gc_scenarios`] as a server has them: name → owner uids (sorted),
+/// None once collected.
+type GcState = Vec<(String, Option<Vec<String>>)>;
+
+/// Builds the same ownership situations on `client` (an API server with a garbage
+/// collector): owners deleted, recreated under their name, in another namespace, of an
+/// unknown kind, one of two owners gone. Returns the dependents' names.
+async fn gc_scenarios(client: &Client, ns: &str) -> Vec<String> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let other = format!("{ns}-other");
+    crate::support::create_namespace(client, &other).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let elsewhere: Api<ConfigMap> = Api::namespaced(client.clone(), &other);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
+    };
+    let reference = |owner: &ConfigMap| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": owner.name_any(), "uid": owner.uid().unwrap()});
+    let dependent = |name: &str, owners: Vec<Value>| -> Secret {
+        serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": owners}}))
+            .unwrap()
+    };
+    let old = configmaps
+        .create(&PostParams::default(), &cm("owner"))
+        .await
+        .unwrap();
+    configmaps
+        .delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    let new = configmaps
+        .create(&PostParams::default(), &cm("owner"))
+        .await
+        .unwrap();
+    let foreign = elsewhere
+        .create(&PostParams::default(), &cm("owner"))
+        .await
+        .unwrap();
+    let unknown = json!({"apiVersion": "example.com/v1", "kind": "Gizmo", "name": "g", "uid": "6d1c2d4e-0000-4000-8000-000000000000"});
+    let cases = [
+        ("stale-uid", vec![reference(&old)]),
+        ("live-owner", vec![reference(&new)]),
+        ("one-of-two-gone", vec![reference(&old), reference(&new)]),
+        ("owner-in-other-namespace", vec![reference(&foreign)]),
+        ("unknown-owner-kind", vec![unknown]),
+    ];
+    let mut names = Vec::new();
+    for (name, owners) in cases {
+        secrets
+            .create(&PostParams::default(), &dependent(name, owners))
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+        names.push(name.to_owned());
+    }
+    names
+}
+
+async fn gc_state(client: &Client, ns: &str, names: &[String]) -> GcState {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut state = Vec::new();
+    for name in names {
+        let owners = secrets.get_opt(name).await.expect("get").map(|s| {
+            let mut uids: Vec<String> =
+                s.owner_references().iter().map(|o| o.uid.clone()).collect();
+            uids.sort();
+            uids
+        });
+        state.push((name.clone(), owners));
+    }
+    state
+}
+
+/// Uids differ between the servers: a state is compared as "which owner of the scenario".
+fn shape(state: &GcState) -> Vec<(String, Option<usize>)> {
+    state
+        .iter()
+        .map(|(name, owners)| (name.clone(), owners.as_ref().map(Vec::len)))
+        .collect()
+}
+
+#[tokio::test]
+async fn garbage_collection_matches_kube_controller_manager() {
+    let real = crate::support::RealCluster::new("gc-differential").await;
+    let embedded = mcp_operator::apiserver::ApiServer::start(Default::default())
+        .await
+        .expect("embedded server starts");
+    let embedded_client = embedded.client().expect("client");
+    crate::support::create_namespace(&embedded_client, &real.namespace).await;
+
+    let names = gc_scenarios(&embedded_client, &real.namespace).await;
+    let ours = gc_state(&embedded_client, &real.namespace, &names).await;
+    gc_scenarios(&real.client, &real.namespace).await;
+    // The real collector is asynchronous: wait (bounded) for it to reach our end state.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let theirs = gc_state(&real.client, &real.namespace, &names).await;
+        if shape(&theirs) == shape(&ours) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after 90 s, kube-controller-manager's garbage collector left\n  real:     \
+             {theirs:?}\n  embedded: {ours:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // What the real collector keeps it keeps for good: a dependent created after all the
+    // others, with a deleted owner, is collected first — then nothing else changed.
+    let secrets: Api<Secret> = Api::namespaced(real.client.clone(), &real.namespace);
+    let sentinel_owner = json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "nobody", "uid": "6d1c2d4e-0000-4000-8000-000000000001"});
+    let sentinel: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "sentinel", "ownerReferences": [sentinel_owner]}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &sentinel)
+        .await
+        .unwrap();
+    wait_gone(&secrets, "sentinel", "its owner never existed").await;
+    let theirs = gc_state(&real.client, &real.namespace, &names).await;
+    assert_eq!(
+        shape(&theirs),
+        shape(&ours),
+        "real: {theirs:?}\nembedded: {ours:?}"
+    );
+    // And the surviving references are to the live owner in both.
+    let expected = [
+        ("stale-uid", None),
+        ("live-owner", Some(1)),
+        ("one-of-two-gone", Some(1)),
+        ("owner-in-other-namespace", None),
+        ("unknown-owner-kind", Some(1)),
+    ];
+    let expected: Vec<(String, Option<usize>)> = expected
+        .iter()
+        .map(|(n, o)| ((*n).to_owned(), *o))
+        .collect();
+    assert_eq!(shape(&ours), expected, "{ours:?}");
+}
