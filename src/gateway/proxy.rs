@@ -208,7 +208,7 @@ pub async fn post(
     }
     // Session ownership and caps, before anything is sent in the named session.
     let opens = request && record.method == "initialize";
-    let slot = match super::sessions::gate_post(&gw, &principal, &headers, opens) {
+    let slot = match super::sessions::gate_post(&gw, &principal, &headers, opens).await {
         Ok(slot) => slot,
         Err(refusal) => return refuse(&gw, record, &refusal),
     };
@@ -258,7 +258,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
             return refusal.into_response(&[Value::Null], false);
         }
     };
-    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers) {
+    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
         return super::sessions::refuse_http(&gw, cfg, &principal, &Method::GET, &refusal);
     }
     let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
@@ -290,7 +290,7 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
             return refusal.into_response(&[Value::Null], false);
         }
     };
-    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers) {
+    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
         return super::sessions::refuse_http(&gw, cfg, &principal, &Method::DELETE, &refusal);
     }
     let resp = forward_untracked(&gw, &cfg, Method::DELETE, &headers, Bytes::new()).await;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, header};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use super::audit::{Outcome, PendingAudit};
 use super::auth::Principal;
+use super::config::{BindingConfig, token_sha256};
 use super::live::LiveConfig;
 use super::proxy::{Gateway, upstream_request};
 use super::refusal::{Refusal, Rule};
@@ -62,22 +63,57 @@ impl Default for SessionLimits {
 }
 
 /// Who a session belongs to. Typed, so a binding named `probe` is not the probe. The
-/// tokens and ServiceAccounts of one binding are one owner, as they share its rights.
+/// holders of a binding's tokens are one owner (the current and the previous token of a
+/// rotation keep its sessions); each ServiceAccount a binding lists is its own owner
+/// (another pod with the same rights still does not read this pod's results).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
     Binding(String),
+    /// `system:serviceaccount:<ns>:<name>`, as TokenReview named it.
+    ServiceAccount(String),
     Probe,
     Anonymous,
 }
 
 impl Owner {
-    pub fn of(principal: &Principal) -> Owner {
+    /// The owner for an authenticated request. A binding principal authenticated by a
+    /// ServiceAccount token is that ServiceAccount (its TokenReview answer is cached, so
+    /// this asks the API server nothing new).
+    pub async fn of(gw: &Gateway, principal: &Principal, headers: &HeaderMap) -> Owner {
         match principal {
-            Principal::Binding(b) => Owner::Binding(b.name.clone()),
+            Principal::Binding(b) => match service_account_of(gw, b, headers).await {
+                Some(user) => Owner::ServiceAccount(user),
+                None => Owner::Binding(b.name.clone()),
+            },
             Principal::Probe => Owner::Probe,
             Principal::Anonymous => Owner::Anonymous,
         }
     }
+}
+
+/// The ServiceAccount whose token authenticated a request for `binding`, if one did.
+async fn service_account_of(
+    gw: &Gateway,
+    binding: &BindingConfig,
+    headers: &HeaderMap,
+) -> Option<String> {
+    if binding.service_accounts.is_empty() {
+        return None;
+    }
+    let reviewer = gw.reviewer.as_ref()?;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::auth::bearer_token)?;
+    let hash = token_sha256(token);
+    if binding
+        .token_sha256
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&hash))
+    {
+        return None;
+    }
+    reviewer.review(token).await.map(|user| user.to_string())
 }
 
 struct Entry {
@@ -328,13 +364,13 @@ pub fn session_id(headers: &HeaderMap) -> Option<&str> {
 
 /// The session rule for a POST: a named session must be the caller's; an `initialize`
 /// without one needs a free slot (kept until the answer names the new session).
-pub fn gate_post(
+pub async fn gate_post(
     gw: &Gateway,
     principal: &Principal,
     headers: &HeaderMap,
     initialize: bool,
 ) -> Result<Option<SessionSlot>, Refusal> {
-    let owner = Owner::of(principal);
+    let owner = Owner::of(gw, principal, headers).await;
     match session_id(headers) {
         Some(id) => gw.sessions.check(id, &owner).map(|()| None),
         None if initialize => gw.sessions.reserve(&owner).map(Some),
@@ -343,9 +379,11 @@ pub fn gate_post(
 }
 
 /// The session rule for a GET or DELETE: a named session must be the caller's.
-pub fn gate(gw: &Gateway, principal: &Principal, headers: &HeaderMap) -> Result<(), Refusal> {
+pub async fn gate(gw: &Gateway, principal: &Principal, headers: &HeaderMap) -> Result<(), Refusal> {
     match session_id(headers) {
-        Some(id) => gw.sessions.check(id, &Owner::of(principal)),
+        Some(id) => gw
+            .sessions
+            .check(id, &Owner::of(gw, principal, headers).await),
         None => Ok(()),
     }
 }
@@ -461,6 +499,7 @@ mod tests {
         for other in [
             Owner::Binding("b".into()),
             probe_named,
+            Owner::ServiceAccount("system:serviceaccount:ns:a".into()),
             Owner::Probe,
             Owner::Anonymous,
         ] {

@@ -557,3 +557,43 @@ async fn service_account_tokens_get_their_bindings_rights() {
         assert!(!logs.contains(token.as_str()), "a token was logged");
     }
 }
+
+/// A session opened with a ServiceAccount token belongs to that ServiceAccount: another
+/// ServiceAccount of the same binding, and the binding's own token, get 404 (issue 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_sessions_belong_to_the_service_account() {
+    let cluster = Cluster::start().await;
+    let upstream = support::python_server("streamable-http");
+    let cfg = config(json!({
+        "server": {"name": SERVER, "namespace": NS, "uid": UID},
+        "auth": "Required",
+        "bindings": [
+            {"name": "sa-binding", "tokenSha256": [hash(AGENT_TOKEN)],
+             "serviceAccounts": [{"namespace": NS, "name": "agent"}, {"namespace": NS, "name": "stranger"}]},
+        ]
+    }));
+    let gw = GatewayProcess::start(
+        &upstream.url("/mcp"),
+        &cfg,
+        &["--kubeconfig", cluster.kubeconfig()],
+    )
+    .await;
+    let admin = &cluster.admin;
+    let agent = token_request(admin, "agent", &[AUDIENCE]).await;
+    let stranger = token_request(admin, "stranger", &[AUDIENCE]).await;
+    let mut owner = Mcp::new(&gw.url(), Some(&agent));
+    owner.initialize().await;
+    for other in [stranger.as_str(), AGENT_TOKEN] {
+        let mut intruder = Mcp::new(&gw.url(), Some(other));
+        intruder.session = owner.session.clone();
+        let a = intruder.request("tools/list", json!({})).await;
+        assert_eq!(a.status, 404, "{a:?}");
+        assert_eq!(a.rule(), "SessionNotFound");
+    }
+    // The same ServiceAccount with a fresh token (kubelet rotates them) keeps it.
+    let rotated = token_request(admin, "agent", &[AUDIENCE]).await;
+    let mut again = Mcp::new(&gw.url(), Some(&rotated));
+    again.session = owner.session.clone();
+    assert_eq!(again.request("ping", json!({})).await.status, 200);
+    assert_eq!(owner.request("ping", json!({})).await.status, 200);
+}
