@@ -186,12 +186,15 @@ pub async fn post(
     // Authenticate first: a refused caller's body is never read.
     let principal = match gw.authenticate(&headers, &cfg).await {
         Ok(p) => p,
-        Err(refusal) => return refuse_request(&gw, &cfg, "unknown", &refusal, 0, start),
+        Err(refusal) => {
+            return refuse_request(&gw, &cfg, "unknown", &Method::POST, &refusal, 0, start);
+        }
     };
     let (body, mut parsed) = match read_message(&headers, body, &cfg).await {
         Ok(read) => read,
         Err((refusal, len)) => {
-            return refuse_request(&gw, &cfg, principal.name(), &refusal, len, start);
+            let who = principal.name();
+            return refuse_request(&gw, &cfg, who, &Method::POST, &refusal, len, start);
         }
     };
     // One record per message, written when it is refused or, for a request, answered.
@@ -248,14 +251,14 @@ pub async fn post(
 
 /// `GET <path>`: the server's event stream (also resumption with `Last-Event-ID`).
 pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+    let start = Instant::now();
     let Some(cfg) = gw.config.current() else {
         return not_configured();
     };
     let principal = match gw.authenticate(&headers, &cfg).await {
         Ok(p) => p,
         Err(refusal) => {
-            gw.audit.report(refusal.rule, "unknown", None);
-            return refusal.into_response(&[Value::Null], false);
+            return refuse_request(&gw, &cfg, "unknown", &Method::GET, &refusal, 0, start);
         }
     };
     if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
@@ -280,14 +283,14 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
 
 /// `DELETE <path>`: ends a session.
 pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+    let start = Instant::now();
     let Some(cfg) = gw.config.current() else {
         return not_configured();
     };
     let principal = match gw.authenticate(&headers, &cfg).await {
         Ok(p) => p,
         Err(refusal) => {
-            gw.audit.report(refusal.rule, "unknown", None);
-            return refusal.into_response(&[Value::Null], false);
+            return refuse_request(&gw, &cfg, "unknown", &Method::DELETE, &refusal, 0, start);
         }
     };
     if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
@@ -393,19 +396,22 @@ fn one_message(msg: &Value) -> Result<(), Refusal> {
     }
 }
 
-/// Refuses a whole request before any of its messages is looked at (unauthenticated, too
-/// large, not strict JSON, not one message): the rule's HTTP status, one JSON-RPC error
-/// with id null, one audit record.
+/// Refuses a whole request before any JSON-RPC message in it is looked at
+/// (unauthenticated, too large, not strict JSON, not one message): the rule's HTTP
+/// status, one JSON-RPC error with id null, one audit record whose method is the HTTP
+/// method.
 fn refuse_request(
     gw: &Gateway,
     cfg: &Arc<LiveConfig>,
     who: &str,
+    http_method: &Method,
     refusal: &Refusal,
     bytes_in: u64,
     start: Instant,
 ) -> Response<Body> {
     let answer = refusal.to_jsonrpc(Value::Null);
-    PendingAudit::start(cfg.clone(), who, &json!({}), bytes_in, start).finish(
+    let what = json!({"method": http_method.as_str()});
+    PendingAudit::start(cfg.clone(), who, &what, bytes_in, start).finish(
         &gw.audit,
         &gw.metrics,
         Outcome::refused(refusal.rule),

@@ -457,15 +457,40 @@ async fn a_caller_without_a_valid_token_is_refused_before_its_body_is_read() {
         }
         let after = s.sentinel(&format!("{what} after")).await;
         let records = s.gw.audit_records()[before + 1..after].to_vec();
-        let one = records.len() == 1
-            && records[0]["rule"] == "Unauthorized"
-            && records[0]["binding"] == "unknown"
-            && records[0]["outcome"] == "denied";
-        if !one {
+        if !one_unauthorized_record(&records, "POST") {
             failures.push(format!("{what}: audit records {records:?}"));
         }
     }
+    // GET (the stream) and DELETE without a token: one record each, too.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let before = s.sentinel(&format!("{method} before")).await;
+        let resp = http()
+            .request(method.clone(), &s.client.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", s.client.session.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let after = s.sentinel(&format!("{method} after")).await;
+        let records = s.gw.audit_records()[before + 1..after].to_vec();
+        if resp.status() != 401 || !one_unauthorized_record(&records, method.as_str()) {
+            failures.push(format!(
+                "{method}: {} and records {records:?}",
+                resp.status()
+            ));
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Exactly one record: a 401 for an unknown caller, naming the HTTP method (no JSON-RPC
+/// message was read).
+fn one_unauthorized_record(records: &[Value], method: &str) -> bool {
+    records.len() == 1
+        && records[0]["rule"] == "Unauthorized"
+        && records[0]["binding"] == "unknown"
+        && records[0]["outcome"] == "denied"
+        && records[0]["method"] == method
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
