@@ -50,9 +50,35 @@ impl FieldError {
         }
     }
 
+    /// Whether this error keeps the API server from running the CEL rules: Required,
+    /// Unsupported, TooLong, TooMany and type mismatches (`hasBlockingErr`).
+    pub fn blocks_rules(&self) -> bool {
+        match self.kind {
+            FieldErrorKind::Required
+            | FieldErrorKind::Unsupported
+            | FieldErrorKind::TooLong
+            | FieldErrorKind::TooMany => true,
+            FieldErrorKind::Invalid => self.detail.contains("must be of type"),
+            FieldErrorKind::Duplicate | FieldErrorKind::Unknown => false,
+        }
+    }
+
+    /// The error the API server adds when a blocking error kept it from running the rules.
+    pub fn rules_not_checked() -> Self {
+        Self::new(
+            "<nil>",
+            FieldErrorKind::Invalid,
+            "\"null\"".into(),
+            "some validation rules were not checked because the object was invalid; correct \
+             the existing errors to complete validation"
+                .into(),
+        )
+    }
+
     /// A failed CEL rule at `path` of `object` (the API server shows the value's type).
     pub fn cel(object: &Value, path: &str, message: &str) -> Self {
-        let pointer = format!("/{}", path.replace('.', "/"));
+        // `spec.to[0].cidr` → `/spec/to/0/cidr`.
+        let pointer = format!("/{}", path.replace(['.', '['], "/").replace(']', ""));
         let type_name = match object.pointer(&pointer) {
             Some(Value::Object(_)) | None => "object",
             Some(Value::Array(_)) => "array",
@@ -109,7 +135,7 @@ pub(super) fn validate_metadata(object: &Value) -> Vec<FieldError> {
             "metadata.name",
             FieldErrorKind::Invalid,
             json_repr(&Value::String(name.to_owned())),
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into(),
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into(),
         )],
         _ => Vec::new(),
     }
@@ -350,10 +376,27 @@ fn check_list_uniqueness(
             errors.push(FieldError::new(
                 &format!("{path}[{index}]"),
                 FieldErrorKind::Duplicate,
-                json_repr(&identity),
+                go_value_repr(&identity),
                 String::new(),
             ));
         }
+    }
+}
+
+/// A duplicate's identity as the API server prints it: Go's `%#v` of the map of list-map
+/// keys (`map[string]interface {}{"name":"memory"}`, keys sorted), a set item as JSON.
+fn go_value_repr(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", json_repr(&Value::String((*k).clone())), map[*k]))
+                .collect();
+            format!("map[string]interface {{}}{{{}}}", fields.join(", "))
+        }
+        other => json_repr(other),
     }
 }
 
@@ -568,7 +611,7 @@ mod tests {
             (json!({"name": "a", "extra": 1}), "unknown field \"extra\""),
             (
                 json!({"name": "a", "items": [{"key": "k"}, {"key": "k"}]}),
-                "items[1]: Duplicate value: {\"key\":\"k\"}",
+                "items[1]: Duplicate value: map[string]interface {}{\"key\":\"k\"}",
             ),
             (
                 json!({"name": "a", "items": [{}, {"key": "a"}, {"key": "b"}]}),

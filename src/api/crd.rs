@@ -78,9 +78,11 @@ fn quote_yaml11_booleans(yaml: &str) -> String {
             _ => out.push_str(line),
         }
         let trimmed = line.trim_end();
-        if [": |", ": |-", ": |+", ": >", ": >-", ": >+", "- |", "- |-", "- >", "- >-"]
-            .iter()
-            .any(|end| trimmed.ends_with(end))
+        if [
+            ": |", ": |-", ": |+", ": >", ": >-", ": >+", "- |", "- |-", "- >", "- >-",
+        ]
+        .iter()
+        .any(|end| trimmed.ends_with(end))
         {
             block = Some(indent);
         }
