@@ -88,9 +88,9 @@ else
 TEST_CMD := $(CARGO) test --locked --lib --bins --tests
 endif
 
-test: peers test-rust test-packaging ## Run every test (installs the peers it needs first)
+test: peers control-plane test-rust test-packaging ## Run every test (installs the peers and builds the real control plane first)
 
-test-rust: peers ## Unit and integration tests (admission, CRD drift, MCP peers)
+test-rust: peers control-plane ## Unit and integration tests (admission, CRD drift, MCP peers, real control plane)
 	$(TEST_CMD)
 
 test-packaging: peers ## Render config/ and the chart; validate every object (helm lint, kubernetes-validate)

@@ -11,4 +11,5 @@ mod gateway;
 mod hardening;
 mod manifests;
 mod prober;
+mod real_cluster;
 mod support;
