@@ -68,7 +68,10 @@ pub fn from_http_status(
     body_preview: &str,
     www_authenticate: Option<&str>,
 ) -> ProbeError {
-    let ct = media_type(content_type).unwrap_or_else(|| "no content type".to_owned());
+    // Unknown when rmcp reports the status alone: then say nothing about it.
+    let ct = media_type(content_type)
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default();
     log_detail(tried, &format!("HTTP {status} body"), body_preview);
     match status {
         401 | 403 => {
@@ -80,14 +83,12 @@ pub fn from_http_status(
                  send them with --header NAME=VALUE (remote.headersFrom in an McpServer)"
             ))
         }
-        500..=599 | 429 => {
-            ProbeError::ServerError(format!("{tried} answered HTTP {status} ({ct})"))
-        }
+        500..=599 | 429 => ProbeError::ServerError(format!("{tried} answered HTTP {status}{ct}")),
         300..=399 => ProbeError::NotMcpServer(format!(
             "{tried} answered a redirect (HTTP {status}); redirects are not followed, \
              probe the final URL instead"
         )),
-        _ => ProbeError::NotMcpServer(format!("{tried} answered HTTP {status} ({ct}), not MCP")),
+        _ => ProbeError::NotMcpServer(format!("{tried} answered HTTP {status}{ct}, not MCP")),
     }
 }
 
