@@ -345,11 +345,9 @@ mod name_tests {
         admission.admit(&binding("agent.v2"), None).unwrap();
         let name = name_of_length(64);
         let err = admission.admit(&binding(&name), None).unwrap_err();
-        let wanted = format!(
-            "<nil>: Invalid value: \"object\": metadata.name may be at most 63 characters: \
-             the operator labels the McpBinding's Secret with its name"
-        );
-        assert!(err.to_string().contains(&wanted), "{err}");
+        let wanted = "<nil>: Invalid value: \"object\": metadata.name may be at most 63 \
+                      characters: the operator labels the McpBinding's Secret with its name";
+        assert!(err.to_string().contains(wanted), "{err}");
     }
 
     #[test]
