@@ -29,6 +29,21 @@ pub enum AdmissionError {
         /// kind of the object.
         kind: String,
     },
+    /// The object has fields its schema does not declare: the API server refuses it while
+    /// decoding (400 BadRequest, before any validation) when the client asks for
+    /// `fieldValidation=Strict`, as kubectl does.
+    #[error(
+        "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+        join_unknown(.fields)
+    )]
+    UnknownFields {
+        /// Kind of the object.
+        kind: String,
+        /// Version of the object (`v1alpha1`).
+        version: String,
+        /// Paths of the undeclared fields (`spec.container.comand`).
+        fields: Vec<String>,
+    },
     /// The object breaks its schema or a CEL rule.
     #[error("{kind}.{group} {name:?} is invalid: {}", join_errors(.errors))]
     Invalid {
@@ -53,9 +68,21 @@ impl AdmissionError {
     }
 }
 
+fn join_unknown(fields: &[String]) -> String {
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    parts.join(", ")
+}
+
+/// The API server's aggregate: one error as it is, several in brackets.
 fn join_errors(errors: &[FieldError]) -> String {
     let parts: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    format!("[{}]", parts.join(", "))
+    match parts.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
 }
 
 /// One served kind: its schema, and its CEL rules compiled once.
@@ -143,16 +170,32 @@ impl Admission {
         };
 
         let mut errors = structural::validate_metadata(object);
-        let name_blocks = errors.iter().any(|e| e.kind != FieldErrorKind::Invalid);
         let schema_errors = validate_schema(&served.schema, object);
-        if name_blocks || !schema_errors.is_empty() {
-            // CEL rules only run on objects that fit the schema: a rule over a mistyped
-            // field would only add noise to the real error.
-            errors.extend(schema_errors);
+        let unknown: Vec<String> = schema_errors
+            .iter()
+            .filter(|e| e.kind == FieldErrorKind::Unknown)
+            .map(|e| e.path.clone())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(AdmissionError::UnknownFields {
+                kind: kind.to_owned(),
+                version: api_version
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                fields: unknown,
+            });
+        }
+        errors.extend(schema_errors);
+        if errors.iter().any(FieldError::blocks_rules) {
+            // As on the API server (apiextensions-apiserver, `hasBlockingErr`): a missing,
+            // mistyped, unsupported or oversized value stops the CEL rules, and one more
+            // error says so. Other errors (a range, a pattern, an invalid name, a duplicate)
+            // do not: the rules run and their errors are added.
+            errors.push(FieldError::rules_not_checked());
             return Err(invalid(errors));
         }
-        // An invalid (but present) name does not stop the rules, as on the API server:
-        // the root rules about metadata.name then say what a valid name looks like.
         let defaulted = kube::core::cel::apply_defaults(&served.schema, object);
         if let Err(cel_errors) = self
             .validator
@@ -227,12 +270,46 @@ mod tests {
     }
 
     #[test]
-    fn schema_errors_come_before_cel() {
+    fn a_type_error_stops_the_rules_and_says_so() {
         let mut object = stdio_server();
         object["spec"]["replicas"] = json!("three");
+        object["spec"]["remote"] = json!({"url": "https://example.com/mcp"});
         let err = Admission::for_own_kinds().admit(&object, None).unwrap_err();
-        assert_eq!(err.field_errors().len(), 1, "{err}");
+        assert_eq!(err.field_errors().len(), 2, "{err}");
         assert_eq!(err.field_errors()[0].path, "spec.replicas");
+        assert_eq!(err.field_errors()[1], FieldError::rules_not_checked());
+        assert!(
+            err.to_string().ends_with(
+                "<nil>: Invalid value: \"null\": some validation rules were not checked because \
+                 the object was invalid; correct the existing errors to complete validation]"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_range_error_does_not_stop_the_rules() {
+        // What kube-apiserver v1.33 answers (checked with `kubectl create --dry-run=server`):
+        // the minimum, and both rules the object breaks.
+        let mut object = stdio_server();
+        object["spec"]["replicas"] = json!(-1);
+        object["spec"]["remote"] = json!({"url": "https://example.com/mcp"});
+        let err = Admission::for_own_kinds().admit(&object, None).unwrap_err();
+        let paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["spec.replicas", "spec", "spec"], "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_while_decoding() {
+        let mut object = stdio_server();
+        object["spec"]["container"]["comand"] = json!(["npx"]);
+        object["spec"]["replicas"] = json!(-1);
+        let err = Admission::for_own_kinds().admit(&object, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "McpServer in version \"v1alpha1\" cannot be handled as a McpServer: strict \
+             decoding error: unknown field \"spec.container.comand\""
+        );
     }
 }
 

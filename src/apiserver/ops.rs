@@ -217,6 +217,10 @@ fn admission_error(rt: &ResourceType, error: AdmissionError) -> ApiServerError {
             name,
             errors,
         } => ApiServerError::invalid(&kind, &group, &name, &errors),
+        // Refused while decoding, as the API server does under fieldValidation=Strict.
+        unknown @ AdmissionError::UnknownFields { .. } => {
+            ApiServerError::bad_request(unknown.to_string())
+        }
         other => ApiServerError::bad_request(format!("{} could not be admitted: {other}", rt.kind)),
     }
 }
