@@ -415,13 +415,21 @@ pub fn refuse_http(
     refusal.into_response(&[Value::Null], false)
 }
 
-/// Keeps the caller's session in use while `resp`'s body streams (a GET stream, an SSE
-/// answer), so an open stream never counts as idle.
+/// Keeps the caller's session in use while `resp`'s event stream is open (a GET stream,
+/// an SSE answer), so an open stream never counts as idle. JSON answers pass untouched.
 pub fn hold_while_streaming(
     gw: &Gateway,
     headers: &HeaderMap,
     resp: Response<Body>,
 ) -> Response<Body> {
+    let streaming = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    if !streaming {
+        return resp; // a JSON answer is complete: nothing to hold
+    }
     let Some(guard) = session_id(headers).and_then(|id| gw.sessions.hold(id)) else {
         return resp;
     };
