@@ -354,6 +354,13 @@ async fn read_message(
     body: Body,
     cfg: &LiveConfig,
 ) -> Result<(Bytes, Value), (Refusal, u64)> {
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str());
+    if let Some(ct) = content_type
+        && !ct.is_ok_and(strict_json::utf8_content_type)
+    {
+        let why = "parse error: the body must be UTF-8 (the Content-Type names another charset)";
+        return Err((Refusal::new(Rule::Malformed, why), 0));
+    }
     let body = read_request_body(headers, body, cfg.limits.max_request_bytes)
         .await
         .map_err(|r| (r, 0))?;

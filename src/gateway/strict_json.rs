@@ -77,6 +77,21 @@ pub fn parse(body: &[u8]) -> Result<Value, Violation> {
     Ok(value)
 }
 
+/// Whether a `Content-Type` value lets the body be read as UTF-8: no `charset`
+/// parameter, or only `utf-8`. An upstream that honours another declared charset (UTF-7,
+/// UTF-16, Latin-1) would read other characters than the gateway did.
+pub fn utf8_content_type(value: &str) -> bool {
+    value.split(';').skip(1).all(|param| {
+        let Some((name, charset)) = param.split_once('=') else {
+            return true;
+        };
+        let charset = charset.trim().trim_matches('"');
+        !name.trim().eq_ignore_ascii_case("charset")
+            || charset.eq_ignore_ascii_case("utf-8")
+            || charset.eq_ignore_ascii_case("utf8")
+    })
+}
+
 /// What the visitor noticed (serde's error type carries only text).
 #[derive(Default)]
 struct Seen {
@@ -385,6 +400,28 @@ mod tests {
             b"{\"a\":NaN}",
         ] {
             assert!(matches!(refused(body), Violation::Syntax(_)), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn only_utf8_may_be_declared() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "application/json; charset=\"utf8\"",
+            "application/json; foo=bar",
+        ] {
+            assert!(utf8_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "application/json; charset=utf-7",
+            "application/json; charset=UTF-16LE",
+            "application/json; Charset=latin1",
+            "application/json; charset=utf-8; charset=utf-7",
+            "application/json; charset=",
+        ] {
+            assert!(!utf8_content_type(bad), "{bad}");
         }
     }
 

@@ -146,10 +146,15 @@ impl Setup {
     /// POSTs raw bytes in the client's session: status and the JSON-RPC answer (JSON, or
     /// the first message of an SSE answer).
     async fn post_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        self.post_typed(body, "application/json").await
+    }
+
+    /// [`post_raw`](Self::post_raw) with another `Content-Type`.
+    async fn post_typed(&self, body: Vec<u8>, content_type: &str) -> (u16, Value) {
         let mut req = http()
             .post(&self.client.url)
             .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", "2025-11-25")
             .body(body);
@@ -342,10 +347,24 @@ async fn run_attacks(s: &mut Setup) -> Vec<String> {
     assert!(!s.recorder.saw("atk-"));
 
     let mut failures = Vec::new();
-    for (i, (marker, body, code)) in s.attacks().into_iter().enumerate() {
+    let mut attacks: Vec<_> = s
+        .attacks()
+        .into_iter()
+        .map(|(marker, body, code)| (marker, body, code, "application/json"))
+        .collect();
+    // The denied name spelled in UTF-7 ("+AC0-" is "-"): an upstream that honours the
+    // declared charset (the TypeScript SDK's express transport did) reads the denied tool.
+    let utf7 = format!(
+        r#"{{"jsonrpc":"2.0","id":"atk-charset","method":"tools/call","params":{{"name":"{}","arguments":{}}}}}"#,
+        s.denied.replace('-', "+AC0-").replace('_', "+AF8-"),
+        s.denied_args
+    );
+    let utf7_type = "application/json; charset=utf-7";
+    attacks.push(("atk-charset", utf7.into_bytes(), -32700, utf7_type));
+    for (i, (marker, body, code, content_type)) in attacks.into_iter().enumerate() {
         // Sentinel ids must not contain the marker: they do reach the upstream.
         let before = s.sentinel(&format!("{i}-before")).await;
-        let (status, answer) = s.post_raw(body).await;
+        let (status, answer) = s.post_typed(body, content_type).await;
         let after = s.sentinel(&format!("{i}-after")).await;
         let records: Vec<Value> = s.gw.audit_records()[before + 1..after].to_vec();
         let mut wrong = Vec::new();
