@@ -17,7 +17,7 @@ CARGO      ?= cargo
 NEXTEST    := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo yes)
 export MCP_OPERATOR_PEERS := $(PEERS)
 
-.PHONY: help build run test test-rust test-packaging lint manifests peers control-plane bench demo e2e
+.PHONY: help build run test test-rust test-packaging lint manifests peers control-plane bench bench-baseline demo e2e
 
 help: ## List the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -107,3 +107,15 @@ bench: peers ## Benchmarks: probe 500 local MCP servers at concurrency 8/32/128;
 	$(CARGO) bench --locked --bench apiserver -- --objects 10000 --concurrency 8
 	$(CARGO) bench --locked --bench gateway -- --seconds 5 --clients 1,16,64
 	$(CARGO) bench --locked --bench controller -- --servers 1000 --idle-seconds 10
+
+# The gateway benchmark beside the gateway of another commit (BASELINE_REF, default the
+# last commit), built in a temporary worktree: a change's data-path cost as a ratio measured
+# in one run (rows `gateway@baseline`, `bridge+gateway@baseline`).
+BASELINE_REF ?= HEAD
+BASELINE_DIR := $(CURDIR)/target/baseline
+bench-baseline: peers ## Gateway benchmark beside the gateway built from BASELINE_REF (default HEAD)
+	rm -rf $(BASELINE_DIR)/src && git worktree prune
+	git worktree add --detach $(BASELINE_DIR)/src $(BASELINE_REF)
+	cd $(BASELINE_DIR)/src && CARGO_TARGET_DIR=$(BASELINE_DIR)/target $(CARGO) build --locked --release --bin mcp-operator
+	git worktree remove --force $(BASELINE_DIR)/src
+	$(CARGO) bench --locked --bench gateway -- --seconds 5 --clients 1,16,64 --baseline-bin $(BASELINE_DIR)/target/release/mcp-operator
