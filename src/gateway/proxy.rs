@@ -354,10 +354,9 @@ async fn read_message(
     body: Body,
     cfg: &LiveConfig,
 ) -> Result<(Bytes, Value), (Refusal, u64)> {
-    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str());
-    if let Some(ct) = content_type
-        && !ct.is_ok_and(strict_json::utf8_content_type)
-    {
+    // Every value: the upstream receives them all and may pick any.
+    let mut content_types = headers.get_all(header::CONTENT_TYPE).iter();
+    if !content_types.all(|v| v.to_str().is_ok_and(strict_json::utf8_content_type)) {
         let why = "parse error: the body must be UTF-8 (the Content-Type names another charset)";
         return Err((Refusal::new(Rule::Malformed, why), 0));
     }

@@ -149,12 +149,13 @@ impl Setup {
         self.post_typed(body, "application/json").await
     }
 
-    /// [`post_raw`](Self::post_raw) with another `Content-Type`.
+    /// [`post_raw`](Self::post_raw) with another `Content-Type` (one header per line).
     async fn post_typed(&self, body: Vec<u8>, content_type: &str) -> (u16, Value) {
-        let mut req = http()
-            .post(&self.client.url)
-            .bearer_auth(TOKEN)
-            .header("content-type", content_type)
+        let mut req = http().post(&self.client.url).bearer_auth(TOKEN);
+        for value in content_type.lines() {
+            req = req.header("content-type", value);
+        }
+        let mut req = req
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", "2025-11-25")
             .body(body);
@@ -360,7 +361,11 @@ async fn run_attacks(s: &mut Setup) -> Vec<String> {
         s.denied_args
     );
     let utf7_type = "application/json; charset=utf-7";
-    attacks.push(("atk-charset", utf7.into_bytes(), -32700, utf7_type));
+    attacks.push(("atk-charset", utf7.clone().into_bytes(), -32700, utf7_type));
+    // The same behind a first, harmless Content-Type: the upstream receives both.
+    let two_types = "application/json\napplication/json; charset=utf-7";
+    let utf7 = utf7.replace("atk-charset", "atk-charset-second");
+    attacks.push(("atk-charset-second", utf7.into_bytes(), -32700, two_types));
     for (i, (marker, body, code, content_type)) in attacks.into_iter().enumerate() {
         // Sentinel ids must not contain the marker: they do reach the upstream.
         let before = s.sentinel(&format!("{i}-before")).await;
