@@ -33,7 +33,7 @@ use super::config::{BindingConfig, token_sha256};
 use super::live::LiveConfig;
 use super::proxy::{Gateway, upstream_request};
 use super::refusal::{Refusal, Rule};
-use crate::mcp_http::SESSION_ID;
+use crate::mcp_http::{LAST_EVENT_ID, SESSION_ID};
 
 /// Default live sessions per principal.
 pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
@@ -378,12 +378,18 @@ pub async fn gate_post(
     }
 }
 
-/// The session rule for a GET or DELETE: a named session must be the caller's.
+/// The session rule for a GET or DELETE: a named session must be the caller's, and a
+/// replay (`Last-Event-ID`) must name one: events are the session's, and an upstream
+/// whose event store answered replays without a session would serve anyone's.
 pub async fn gate(gw: &Gateway, principal: &Principal, headers: &HeaderMap) -> Result<(), Refusal> {
     match session_id(headers) {
         Some(id) => gw
             .sessions
             .check(id, &Owner::of(gw, principal, headers).await),
+        None if headers.contains_key(LAST_EVENT_ID) => {
+            gw.sessions.not_found.fetch_add(1, Ordering::Relaxed);
+            Err(Refusal::new(Rule::SessionNotFound, "Session not found"))
+        }
         None => Ok(()),
     }
 }

@@ -122,6 +122,17 @@ async fn foreign_session_is_not_found(upstream_url: &str) {
         );
         assert_eq!(body["error"]["code"], -32001, "{what}: {body}");
     }
+    // A replay without a session names nobody's session: refused, never forwarded.
+    let replay = http()
+        .get(gw.url())
+        .bearer_auth(B)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(replay).await;
+    assert_eq!(status, 404, "a replay without a session: {body}");
     // b's own session id next to a's: upstreams disagree on which of several values
     // counts, so several are never a session the gateway knows.
     let mut b = Mcp::new(&gw.url(), Some(B));
