@@ -300,7 +300,10 @@ async fn every_upstream_request_times_out() {
         "DELETE of an unknown session never reaches upstream"
     );
     assert!(took < Duration::from_secs(4));
-    assert!(gw.metric("mcp_gateway_upstream_timeouts_total").await >= 2.0);
+    let (status, body, took) = send(http.delete(gw.url())).await;
+    assert_eq!(status, 502, "DELETE reaching a silent upstream: {body}");
+    assert!(took < Duration::from_secs(4), "DELETE took {took:?}");
+    assert!(gw.metric("mcp_gateway_upstream_timeouts_total").await >= 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
