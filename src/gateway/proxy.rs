@@ -242,7 +242,6 @@ pub async fn post(
         deadline,
         session,
         permit,
-        false, // one message: batches never get here
         opens,
     );
     let resp = respond::forward(exchange.with_slot(slot), req).await;
@@ -274,7 +273,6 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
         None,
         session,
         None,
-        false,
         false,
     );
     let resp = respond::forward(exchange, req).await;
@@ -322,7 +320,7 @@ async fn forward_untracked(
         Ok(resp) => respond::pass_through(resp),
         Err(e) => {
             gw.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
-            upstream_unavailable(&e.to_string(), &[Value::Null], false)
+            upstream_unavailable(&e.to_string(), &[])
         }
     }
 }
@@ -564,20 +562,13 @@ fn answer_refused(
     json_response(StatusCode::OK, answer)
 }
 
-/// 502 with a JSON-RPC error for each id.
-pub fn upstream_unavailable(why: &str, ids: &[Value], batch: bool) -> Response<Body> {
-    let one = |id: &Value| {
-        jsonrpc::error_response(
-            id.clone(),
-            code::UPSTREAM_UNAVAILABLE,
-            format!("upstream MCP server unavailable: {why}"),
-        )
-    };
-    let body = if batch {
-        Value::Array(ids.iter().map(one).collect())
-    } else {
-        one(ids.first().unwrap_or(&Value::Null))
-    };
+/// 502 with a JSON-RPC error for the request's id (`ids` holds at most one; none: null).
+pub fn upstream_unavailable(why: &str, ids: &[Value]) -> Response<Body> {
+    let body = jsonrpc::error_response(
+        ids.first().cloned().unwrap_or(Value::Null),
+        code::UPSTREAM_UNAVAILABLE,
+        format!("upstream MCP server unavailable: {why}"),
+    );
     json_response(StatusCode::BAD_GATEWAY, &body)
 }
 

@@ -49,7 +49,6 @@ pub struct Exchange {
     pub(super) session: SessionHeaders,
     /// Concurrency permits of the calls; released when every answer is in.
     pub(super) permit: Option<OwnedSemaphorePermit>,
-    batch: bool,
     initialize: bool,
     /// The place reserved for the session an `initialize` opens.
     slot: Option<SessionSlot>,
@@ -67,7 +66,6 @@ impl Exchange {
         deadline: Option<Instant>,
         session: SessionHeaders,
         permit: Option<OwnedSemaphorePermit>,
-        batch: bool,
         initialize: bool,
     ) -> Self {
         let pending: HashMap<String, PendingAudit> =
@@ -89,7 +87,6 @@ impl Exchange {
             deadline,
             session,
             permit,
-            batch,
             initialize,
             slot: None,
             timeout,
@@ -220,12 +217,9 @@ impl Exchange {
         self.refuse_pending(&refusal)
     }
 
+    /// The body answering the caller's one message (batches are refused on the way in).
     pub(super) fn body_of(&self, mut answers: Vec<Value>) -> Value {
-        if self.batch {
-            Value::Array(answers)
-        } else {
-            answers.pop().unwrap_or(Value::Null)
-        }
+        answers.pop().unwrap_or(Value::Null)
     }
 }
 
@@ -258,9 +252,9 @@ pub async fn forward(mut ex: Exchange, mut req: Request<Bytes>) -> Response<Body
             let ids = ex.pending_ids();
             ex.finish_all(Outcome::Error(None), |_| None);
             if let UpstreamError::Timeout(_) = e {
-                return upstream_timed_out(&e.to_string(), &ids, ex.batch);
+                return upstream_timed_out(&e.to_string(), &ids);
             }
-            return upstream_unavailable(&e.to_string(), &ids, ex.batch);
+            return upstream_unavailable(&e.to_string(), &ids);
         }
     };
     let status = resp.status();
@@ -311,14 +305,10 @@ fn track_sessions(ex: &mut Exchange, headers: &HeaderMap, status: StatusCode) {
     }
 }
 
-/// 504 with a JSON-RPC timeout error for each id.
-fn upstream_timed_out(why: &str, ids: &[Value], batch: bool) -> Response<Body> {
-    let one = |id: &Value| jsonrpc::error_response(id.clone(), jsonrpc::code::TIMEOUT, why);
-    let body = if batch {
-        Value::Array(ids.iter().map(one).collect())
-    } else {
-        one(ids.first().unwrap_or(&Value::Null))
-    };
+/// 504 with a JSON-RPC timeout error for the request's id (`ids` holds at most one).
+fn upstream_timed_out(why: &str, ids: &[Value]) -> Response<Body> {
+    let id = ids.first().cloned().unwrap_or(Value::Null);
+    let body = jsonrpc::error_response(id, jsonrpc::code::TIMEOUT, why);
     super::refusal::json_response(StatusCode::GATEWAY_TIMEOUT, &body)
 }
 
@@ -380,7 +370,7 @@ async fn relay_json(mut ex: Exchange, resp: Response<Body>) -> Response<Body> {
                 .fetch_add(1, Ordering::Relaxed);
             let ids = ex.pending_ids();
             ex.finish_all(Outcome::Error(None), |_| None);
-            return upstream_unavailable(&e, &ids, ex.batch);
+            return upstream_unavailable(&e, &ids);
         }
     };
     let Ok(mut parsed) = serde_json::from_slice::<Value>(&bytes) else {
