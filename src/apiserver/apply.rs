@@ -316,7 +316,7 @@ impl Inner {
         }
         let applied_leaves = leaves(rt, &applied, req.sub);
         let key = ObjectKey::new(rt, namespace, name);
-        let Some(old) = self.store.get(&key).cloned() else {
+        let Some(old) = self.get(rt, namespace, name).ok() else {
             if req.sub == Subresource::Status {
                 return Err(ApiServerError::not_found(rt, name));
             }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{
     error::{ApiResult, ApiServerError},
-    meta,
+    events, meta,
     ops::Inner,
     resources::ResourceType,
     store::ObjectKey,
@@ -113,7 +113,8 @@ impl Inner {
             let metadata = meta::metadata_mut(&mut marked)?;
             metadata.insert("deletionTimestamp".into(), json!(meta::now()));
             metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
-            return Ok(self.store.put(key, marked));
+            let stored = self.store.put(key, events::to_storage(rt, marked));
+            return Ok(events::served(rt, stored));
         }
         let removed = self
             .store
@@ -123,7 +124,7 @@ impl Inner {
             self.orphan_dependents(uid_of(&removed));
         }
         self.after_removal(rt, &removed);
-        Ok(removed)
+        Ok(events::served(rt, removed))
     }
 
     /// Cascades after an object left the store.

@@ -24,7 +24,8 @@
 //!
 //! Layout: `store` (objects, revisions, watch history), `resources` (served types),
 //! `meta` (object mechanics), `ops` (verbs), `patch`/`apply` (patch types, managedFields),
-//! `gc` (deletion), `watch`, `table` (server-side printing), `discovery`, `openapi`,
+//! `gc` (deletion), `events` (events.k8s.io/v1 Events served from the core Events'
+//! storage, converted), `watch`, `table` (server-side printing), `discovery`, `openapi`,
 //! `handlers` (HTTP routing), `tokens` (TokenRequest, TokenReview), `error` (Status),
 //! `request` (request attributes), and the tower layers around the router: `faults` and
 //! `rbac`; `server` (the handle).
@@ -32,6 +33,7 @@
 mod apply;
 mod discovery;
 mod error;
+mod events;
 mod faults;
 mod gc;
 mod handlers;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::{
     apply,
     error::{ApiResult, ApiServerError},
+    events,
     meta::{self, Subresource},
     resources::{Registry, ResourceType},
     selectors::{FieldSelector, LabelSelector},
@@ -68,7 +69,7 @@ impl Inner {
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Value> {
         self.store
             .get(&ObjectKey::new(rt, namespace, name))
-            .cloned()
+            .map(|stored| events::served(rt, stored.clone()))
             .ok_or_else(|| ApiServerError::not_found(rt, name))
     }
 
@@ -94,13 +95,16 @@ impl Inner {
             Some(after) => Box::new(self.store.list_after(rt, namespace, after)),
             None => Box::new(self.store.list(rt, namespace)),
         };
+        // Selectors see the object as this type serves it (`involvedObject.name` on core
+        // Events, `regarding.name` on events.k8s.io ones).
         let mut matching = objects
+            .map(|(key, object)| (key, events::served(rt, object.clone())))
             .filter(|(_, object)| options.labels.matches(object) && options.fields.matches(object));
         let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
         let mut last_key = None;
         for (key, object) in matching.by_ref().take(limit) {
-            items.push(object.clone());
+            items.push(object);
             last_key = Some(key);
         }
         let remaining = matching.count();
@@ -151,7 +155,8 @@ impl Inner {
 
     /// The last step of every write: admission, removal of a deleting object whose
     /// finalizers are gone, storing, CRD side effects, and garbage collection of the
-    /// object when its owners are gone.
+    /// object when its owners are gone. `object` and `old` are in `rt`'s form, and so is
+    /// the answer; the store holds the storage form ([`events`]).
     pub fn commit(
         &mut self,
         rt: &ResourceType,
@@ -170,12 +175,13 @@ impl Inner {
         if rt.is_crd() {
             establish(&mut object);
         }
+        let object = events::to_storage(rt, object);
         if old.is_some_and(meta::is_deleting) && !meta::has_finalizers(&object) {
             let removed = self.store.remove(&key).unwrap_or(object);
             self.after_removal(rt, &removed);
-            return Ok(removed);
+            return Ok(events::served(rt, removed));
         }
-        let stored = self.store.put(key.clone(), object);
+        let stored = events::served(rt, self.store.put(key.clone(), object));
         if rt.is_crd() {
             self.refresh_crds();
         }

@@ -12,7 +12,7 @@ use std::{
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::resources::ResourceType;
+use super::{events, resources::ResourceType};
 
 /// Where an object is stored.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,10 +31,12 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     /// The key of `name` in `namespace` for type `rt`.
+    /// events.k8s.io Events are keyed as the core Events they are stored as.
     pub fn new(rt: &ResourceType, namespace: &str, name: &str) -> Self {
+        let (group, version) = events::storage_of(rt);
         Self {
-            group: rt.group.clone(),
-            version: rt.version.clone(),
+            group: group.to_owned(),
+            version: version.to_owned(),
             resource: rt.plural.clone(),
             namespace: if rt.namespaced {
                 namespace.to_owned()
@@ -47,7 +49,8 @@ impl ObjectKey {
 
     /// Whether this key belongs to type `rt`.
     pub fn is_of(&self, rt: &ResourceType) -> bool {
-        self.group == rt.group && self.version == rt.version && self.resource == rt.plural
+        let (group, version) = events::storage_of(rt);
+        self.group == group && self.version == version && self.resource == rt.plural
     }
 }
 

@@ -6,6 +6,8 @@
 //!   when the history no longer reaches back that far (the client must relist).
 //! - `Accept: ...;as=Table` (kubectl get -w) on a type with printer columns: each
 //!   event's object is a one-row `Table`, as the real server sends them.
+//! - events.k8s.io/v1 and core v1 Events are one stored set: a watch of either group sees
+//!   the writes made through the other, converted ([`super::events`]).
 //! - Selector transitions: an object that starts matching arrives as ADDED, one that stops
 //!   matching as DELETED, as the real watch cache reports them.
 
@@ -18,6 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{
     error::{ApiResult, ApiServerError},
+    events,
     ops::ListOptions,
     resources::ResourceType,
     server::State,
@@ -73,8 +76,13 @@ impl WatchRequest {
         if !change.key.is_of(&self.rt) {
             return None;
         }
-        let now = self.matches(&change.object);
-        let before = change.old.as_ref().is_some_and(|o| self.matches(o));
+        // Changes carry the stored form; this watcher sees (and selects on) its type's.
+        let object = events::served(&self.rt, change.object.clone());
+        let now = self.matches(&object);
+        let before = change
+            .old
+            .as_ref()
+            .is_some_and(|o| self.matches(&events::served(&self.rt, o.clone())));
         let kind = match (change.kind, before, now) {
             (EventType::Added, _, true) | (EventType::Modified, false, true) => EventType::Added,
             (EventType::Modified, true, true) => EventType::Modified,
@@ -83,7 +91,7 @@ impl WatchRequest {
             }
             _ => return None,
         };
-        Some((kind.as_str(), change.object.clone()))
+        Some((kind.as_str(), object))
     }
 }
 
@@ -102,8 +110,9 @@ pub fn watch(state: &Arc<State>, request: WatchRequest) -> ApiResult<Response> {
         let initial: Vec<Bytes> = match request.since {
             None | Some(0) => store
                 .list(&request.rt, request.namespace.as_deref())
-                .filter(|(_, o)| request.matches(o))
-                .map(|(_, o)| request.encode("ADDED", o))
+                .map(|(_, o)| events::served(&request.rt, o.clone()))
+                .filter(|o| request.matches(o))
+                .map(|o| request.encode("ADDED", &o))
                 .collect(),
             Some(rv) => match store.changes_since(rv) {
                 Some(changes) => changes

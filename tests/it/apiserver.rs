@@ -3,6 +3,7 @@
 
 mod apply;
 mod deletion;
+mod events;
 mod faults;
 mod kubectl;
 mod objects;

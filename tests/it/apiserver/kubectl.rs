@@ -4,7 +4,7 @@ use super::*;
 
 /// The kubectl the repository pins (`make peers` installs it into `.peers/bin`). A missing
 /// kubectl fails the test: `make test` installs it, so its absence is a broken setup.
-fn kubectl() -> std::path::PathBuf {
+pub(super) fn kubectl() -> std::path::PathBuf {
     let peers = std::env::var_os("MCP_OPERATOR_PEERS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".peers"));
@@ -17,7 +17,7 @@ fn kubectl() -> std::path::PathBuf {
     pinned
 }
 
-async fn run_kubectl(
+pub(super) async fn run_kubectl(
     kubectl: &std::path::Path,
     kubeconfig: &std::path::Path,
     args: &[&str],
