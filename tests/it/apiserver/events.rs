@@ -252,3 +252,62 @@ async fn kubectl_describe_shows_events_k8s_io_events() {
     let listed = run_kubectl(&kubectl, config.path(), &["get", "events", "-n", "default"]).await;
     assert!(listed.contains("described.1"), "{listed}");
 }
+
+/// The other direction: a watch on events.k8s.io Events (selecting on `regarding.name`)
+/// sees a core Event written after it started, converted; a core update arrives as
+/// MODIFIED with the new note.
+#[tokio::test]
+async fn an_events_k8s_io_watch_sees_core_writes() {
+    let (_server, client) = start(ApiServerOptions::default()).await;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let mut stream = events
+        .watch(
+            &WatchParams::default()
+                .fields("regarding.name=web")
+                .timeout(20),
+            "0",
+        )
+        .await
+        .expect("watch starts")
+        .boxed();
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let event: CoreEvent = serde_json::from_value(json!({
+        "metadata": {"name": "web.1"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "web", "namespace": "default"},
+        "message": "first", "reason": "Started", "type": "Normal",
+    }))
+    .expect("valid core Event");
+    core.create(&PostParams::default(), &event)
+        .await
+        .expect("created");
+    core.patch(
+        "web.1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"message": "second"})),
+    )
+    .await
+    .expect("patched");
+    let notes = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut notes = Vec::new();
+        while let Some(event) = stream.try_next().await.expect("watch event") {
+            match event {
+                WatchEvent::Added(e) => notes.push(("ADDED", e.note.unwrap_or_default())),
+                WatchEvent::Modified(e) => {
+                    notes.push(("MODIFIED", e.note.unwrap_or_default()));
+                    return notes;
+                }
+                _ => {}
+            }
+        }
+        panic!("watch ended after {notes:?}");
+    })
+    .await
+    .expect("ADDED and MODIFIED within 10 s");
+    assert_eq!(
+        notes,
+        [
+            ("ADDED", "first".to_owned()),
+            ("MODIFIED", "second".to_owned())
+        ]
+    );
+}
