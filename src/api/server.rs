@@ -230,7 +230,10 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<PodSecurityContext>,
 
-    /// ServiceAccount of the pod. Default: a per-server ServiceAccount with no API access.
+    /// ServiceAccount of the pod. Default: a per-server ServiceAccount with no API access,
+    /// created and owned by the operator. A ServiceAccount named here gets no cluster-wide
+    /// rights from the operator: its gateway accepts binding tokens only, not
+    /// ServiceAccount tokens (which need TokenReview).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub service_account_name: Option<String>,
