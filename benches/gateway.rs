@@ -138,6 +138,25 @@ fn wait_port(port: u16, what: &str) {
     panic!("{what} did not listen on {port} within 60 s");
 }
 
+/// Waits until `GET /readyz` on `port` answers 200 (the bridge: its child initialized).
+fn wait_ready(port: u16, what: &str) {
+    use std::io::{Read as _, Write as _};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok() && head.ends_with(b"200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} was not ready on {port} within 60 s");
+}
+
 fn node() -> PathBuf {
     let ok = Command::new("node")
         .arg("--version")
@@ -241,6 +260,7 @@ fn start_all(only: &Option<Vec<String>>, baseline: Option<&Path>) -> Fixture {
         .arg("stdio");
         let bridge = Proc::spawn("bridge", cmd);
         wait_port(bridge_port, "bridge");
+        wait_ready(bridge_port, "bridge");
         let bridge_url = format!("http://127.0.0.1:{bridge_port}/mcp");
         if want("bridge") {
             targets.push(Target {
