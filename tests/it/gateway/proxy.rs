@@ -27,7 +27,10 @@ async fn ungoverned_traffic_passes_through_like_direct() {
     let bad_b = direct.post_text("{not json".into(), None).await;
     assert_eq!(bad_a.status, bad_b.status);
     assert_eq!(bad_a.body["error"]["code"], bad_b.body["error"]["code"]);
-    assert_eq!(bad_a.body["error"]["data"]["rule"], "Malformed", "{bad_a:?}");
+    assert_eq!(
+        bad_a.body["error"]["data"]["rule"], "Malformed",
+        "{bad_a:?}"
+    );
 
     // The GET stream opens with the server's headers.
     let http = super::harness::http();
