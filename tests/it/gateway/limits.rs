@@ -135,11 +135,18 @@ async fn max_concurrent_calls_refuses_while_full() {
     let mut c = Mcp::new(&gw.url(), None);
     c.initialize().await;
     // The slow call and our probing calls race for the one slot: when the slow call
-    // loses (it is refused itself), try again.
+    // loses (it is refused itself), try again. The slow call has a client (and so a
+    // connection) of its own, opened before the race: a new connection's set-up would
+    // otherwise lose it every time.
     let mut saw_overloaded = false;
     for attempt in 0..5u64 {
-        let mut slow_client = c.clone();
-        slow_client.next_id = 10_000 + attempt;
+        let mut slow_client = Mcp::new(&gw.url(), None);
+        slow_client.session = c.session.clone();
+        slow_client.next_id = 10_000 + 2 * attempt;
+        assert_eq!(
+            slow_client.call("echo", json!({"message": "warm"})).await.text(),
+            "warm"
+        );
         let slow =
             tokio::spawn(async move { slow_client.call("slow", json!({"seconds": 4})).await });
         while !slow.is_finished() {
