@@ -144,7 +144,10 @@ async fn max_concurrent_calls_refuses_while_full() {
         slow_client.session = c.session.clone();
         slow_client.next_id = 10_000 + 2 * attempt;
         assert_eq!(
-            slow_client.call("echo", json!({"message": "warm"})).await.text(),
+            slow_client
+                .call("echo", json!({"message": "warm"}))
+                .await
+                .text(),
             "warm"
         );
         let slow =
