@@ -261,7 +261,8 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
         }
     };
     if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
-        return super::sessions::refuse_http(&gw, cfg, &principal, &Method::GET, &refusal);
+        let who = principal.name();
+        return refuse_request(&gw, &cfg, who, &Method::GET, &refusal, 0, start);
     }
     let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
     let session = SessionHeaders::of(&headers);
@@ -292,7 +293,8 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
         }
     };
     if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
-        return super::sessions::refuse_http(&gw, cfg, &principal, &Method::DELETE, &refusal);
+        let who = principal.name();
+        return refuse_request(&gw, &cfg, who, &Method::DELETE, &refusal, 0, start);
     }
     let resp = forward_untracked(&gw, &cfg, Method::DELETE, &headers, Bytes::new()).await;
     if (resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND)
@@ -401,7 +403,8 @@ fn one_message(msg: &Value) -> Result<(), Refusal> {
 }
 
 /// Refuses a whole request before any JSON-RPC message in it is looked at
-/// (unauthenticated, too large, not strict JSON, not one message): the rule's HTTP
+/// (unauthenticated, a foreign session on GET or DELETE, too large, not strict JSON,
+/// not one message): the rule's HTTP
 /// status, one JSON-RPC error with id null, one audit record whose method is the HTTP
 /// method.
 fn refuse_request(

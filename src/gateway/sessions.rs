@@ -24,10 +24,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, header};
 use bytes::Bytes;
 use futures::StreamExt as _;
-use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::audit::{Outcome, PendingAudit};
 use super::auth::Principal;
 use super::config::{BindingConfig, token_sha256};
 use super::live::LiveConfig;
@@ -392,33 +390,6 @@ pub async fn gate(gw: &Gateway, principal: &Principal, headers: &HeaderMap) -> R
         }
         None => Ok(()),
     }
-}
-
-/// Answers a GET or DELETE refused by a session rule, with an audit record (method
-/// `GET` or `DELETE`: these requests carry no JSON-RPC message).
-pub fn refuse_http(
-    gw: &Gateway,
-    cfg: Arc<LiveConfig>,
-    principal: &Principal,
-    method: &Method,
-    refusal: &Refusal,
-) -> Response<Body> {
-    let rec = PendingAudit::start(
-        cfg,
-        principal.name(),
-        &json!({"method": method.as_str()}),
-        0,
-        std::time::Instant::now(),
-    );
-    let answer = refusal.to_jsonrpc(Value::Null);
-    rec.finish(
-        &gw.audit,
-        &gw.metrics,
-        Outcome::refused(refusal.rule),
-        answer.to_string().len() as u64,
-        Some(&answer),
-    );
-    refusal.into_response(&[Value::Null], false)
 }
 
 /// Keeps the caller's session in use while `resp`'s event stream is open (a GET stream,
