@@ -1,8 +1,10 @@
 //! MCP over HTTP, the parts the gateway and the bridge share: JSON-RPC message
-//! classification and error bodies ([`jsonrpc`]), Streamable HTTP header names and
+//! classification and error bodies ([`jsonrpc`]), the two protocol eras and their routing
+//! headers ([`era`]), Streamable HTTP header names and
 //! protocol versions, a Streamable HTTP server over any message-level backend
 //! ([`streamable`]) and the legacy-SSE-upstream translation built on it ([`sse_upstream`]). No policy and no process handling live here.
 
+pub mod era;
 pub mod jsonrpc;
 pub mod sse_upstream;
 pub mod streamable;
