@@ -10,8 +10,15 @@
 //! probed: this measures the reconcile path. Prints a table and writes
 //! `bench-results/controller.{csv,svg}` (the convergence curve).
 //!
+//! After the idle period every server is touched once (an annotation: no spec change) and
+//! the API requests of those steady-state reconciles are counted per reconcile.
+//!
+//! With `--unreachable U` it measures something else ([`ready`]): the time for healthy
+//! remote servers to be Ready alone and beside U servers that never answer, ending with
+//! `healthy-ready ratio: R`.
+//!
 //! `cargo bench --bench controller -- [--servers 1000] [--idle-seconds 10] [--timeout 180]
-//! [--reconcile-concurrency N]`
+//! [--reconcile-concurrency N] [--probe-concurrency N] [--unreachable U]`
 //! Numbers are for comparison between runs on one machine, never assertions.
 
 use std::{
@@ -42,6 +49,9 @@ use mcp_operator::{
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+#[path = "controller/ready.rs"]
+mod ready;
+
 const NS: &str = "bench";
 const VERBS: [&str; 7] = [
     "get", "list", "watch", "create", "update", "patch", "delete",
@@ -55,6 +65,10 @@ struct Args {
     out_dir: PathBuf,
     /// `--reconcile-concurrency` of the operator (None: its default).
     reconcile_concurrency: Option<u16>,
+    /// `--probe-concurrency` of the operator (None: its default).
+    probe_concurrency: Option<u16>,
+    /// Some > 0: the readiness benchmark with this many unreachable servers.
+    unreachable: usize,
 }
 
 fn args() -> Args {
@@ -64,6 +78,8 @@ fn args() -> Args {
         timeout: Duration::from_secs(180),
         out_dir: PathBuf::from("bench-results"),
         reconcile_concurrency: None,
+        probe_concurrency: None,
+        unreachable: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +92,8 @@ fn args() -> Args {
             }
             "--out-dir" => args.out_dir = PathBuf::from(value()),
             "--reconcile-concurrency" => args.reconcile_concurrency = value().parse().ok(),
+            "--probe-concurrency" => args.probe_concurrency = value().parse().ok(),
+            "--unreachable" => args.unreachable = value().parse().unwrap_or(0),
             // `cargo bench` passes `--bench`; anything else is ignored too.
             _ => {}
         }
@@ -282,11 +300,127 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Starts `mcp-operator run` against `api_server` (kubeconfig written into `dir`) and
+/// waits for its /readyz: the process, its admin address and its log file.
+async fn start_operator(
+    args: &Args,
+    api_server: &mcp_operator::apiserver::ApiServerHandle,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (OperatorProcess, String, PathBuf) {
+    let kubeconfig = dir.join("kubeconfig");
+    api_server
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+    let admin = format!("127.0.0.1:{}", free_port());
+    std::fs::create_dir_all(&args.out_dir).expect("output dir");
+    let log_path = args.out_dir.join("controller-operator.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
+    command.args(["run", "--admin-addr", &admin, "--log-format", "json"]);
+    if let Some(c) = args.reconcile_concurrency {
+        command.args(["--reconcile-concurrency", &c.to_string()]);
+    }
+    if let Some(c) = args.probe_concurrency {
+        command.args(["--probe-concurrency", &c.to_string()]);
+    }
+    command.args(extra);
+    let child = command
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", "mcp-operator-system")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("operator starts");
+    let operator = OperatorProcess(child);
+    let http = reqwest::Client::new();
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = http
+            .get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < ready_by,
+            "operator not ready within 30 s; see {}",
+            log_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (operator, admin, log_path)
+}
+
+/// Touches every server (an annotation, no spec change) and waits until the operator
+/// has reconciled at least that many times more: the API requests the operator made
+/// meanwhile (the bench's own patches subtracted) and the reconciles they served.
+async fn steady_state(
+    client: &Client,
+    api_server: &mcp_operator::apiserver::ApiServerHandle,
+    counters: &Counters,
+    http: &reqwest::Client,
+    admin: &str,
+    n: usize,
+) -> (usize, f64) {
+    let reconciles =
+        |page: &str| metric_value(page, "mcp_operator_reconcile_duration_seconds_count");
+    let start_reconciles = reconciles(&scrape(http, admin).await);
+    let before = counters.snapshot(api_server);
+    let servers: Api<McpServer> = Api::namespaced(client.clone(), NS);
+    stream::iter(0..n)
+        .map(|i| {
+            let servers = servers.clone();
+            async move {
+                let patch = json!({"metadata": {"annotations": {"bench/touched": "1"}}});
+                servers
+                    .patch(
+                        &format!("srv-{i:04}"),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("servers touched");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut done = start_reconciles;
+    while Instant::now() < deadline {
+        done = reconciles(&scrape(http, admin).await);
+        if done - start_reconciles >= n as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the last reconciles' requests land (and count any late ones).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let done = reconciles(&scrape(http, admin).await).max(done);
+    let requests: usize = delta(&counters.snapshot(api_server), &before)
+        .iter()
+        .map(|(_, c)| c)
+        .sum();
+    (requests.saturating_sub(n), done - start_reconciles)
+}
+
 #[tokio::main]
 async fn main() {
     let args = args();
     let n = args.servers;
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if args.unreachable > 0 {
+        ready::run(&args).await;
+        return;
+    }
     let api_server = ApiServer::start(ApiServerOptions {
         history_limit: 50 * n + 10_000,
         ..ApiServerOptions::default()
@@ -311,51 +445,9 @@ async fn main() {
     };
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    api_server
-        .write_kubeconfig(&kubeconfig)
-        .expect("kubeconfig");
-    let admin = format!("127.0.0.1:{}", free_port());
-    std::fs::create_dir_all(&args.out_dir).expect("output dir");
-    let log_path = args.out_dir.join("controller-operator.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
-    command.args(["run", "--admin-addr", &admin, "--log-format", "json"]);
-    if let Some(c) = args.reconcile_concurrency {
-        command.args(["--reconcile-concurrency", &c.to_string()]);
-    }
-    let child = command
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAMESPACE", "mcp-operator-system")
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("operator starts");
-    let operator = OperatorProcess(child);
+    let (operator, admin, _log_path) = start_operator(&args, &api_server, dir.path(), &[]).await;
     let pid = operator.0.id();
-
     let http = reqwest::Client::new();
-    let ready_by = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = http
-            .get(format!("http://{admin}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < ready_by,
-            "operator not ready within 30 s; see {}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let (rss_idle_empty, _) = memory_kib(pid);
     let before = counters.snapshot(&api_server);
 
@@ -413,6 +505,8 @@ async fn main() {
     let idle_end = counters.snapshot(&api_server);
     let (rss_settled, rss_peak) = memory_kib(pid);
     let page = scrape(&http, &admin).await;
+    let (steady_requests, steady_reconciles) =
+        steady_state(&client, &api_server, &counters, &http, &admin, n).await;
     drop(operator);
 
     // The bench's progress polling and applies are counted too: subtract them.
@@ -490,6 +584,15 @@ async fn main() {
         &format!("writes during {} s idle", args.idle_seconds),
         idle_writes.to_string(),
     );
+    row(
+        "steady-state reconciles (touch each server)",
+        format!("{steady_reconciles:.0}"),
+    );
+    let steady_per_reconcile = steady_requests as f64 / steady_reconciles.max(1.0);
+    row(
+        "API requests per steady-state reconcile",
+        format!("{steady_per_reconcile:.2}"),
+    );
     print!("{table}");
 
     std::fs::create_dir_all(&args.out_dir).expect("output dir");
@@ -514,11 +617,15 @@ async fn main() {
     );
     let _ = writeln!(csv, "rss_settled_mib,{:.1}", rss_settled as f64 / 1024.0);
     let _ = writeln!(csv, "idle_writes,{idle_writes}");
+    let _ = writeln!(
+        csv,
+        "steady_requests_per_reconcile,{steady_per_reconcile:.3}"
+    );
     std::fs::write(args.out_dir.join("controller.csv"), csv).expect("csv written");
     std::fs::write(args.out_dir.join("controller.svg"), svg(n, &curve)).expect("svg written");
     println!("\nwrote {}/controller.{{csv,svg}}", args.out_dir.display());
     if converged.is_none() {
-        eprintln!("did not converge; operator log: {}", log_path.display());
+        eprintln!("did not converge; operator log: {}", _log_path.display());
         std::process::exit(1);
     }
 }
