@@ -127,6 +127,10 @@ pub struct PendingAudit {
     /// The tool name as the caller used it.
     pub tool: Option<String>,
     pub id: Value,
+    /// The message's protocol era and version ([`routing::protocol`](super::routing::protocol));
+    /// None for a request refused whole before its body was read.
+    pub era: Option<crate::mcp_http::era::Era>,
+    pub protocol_version: Option<String>,
     start: Instant,
     bytes_in: u64,
     arguments: Option<Value>,
@@ -159,6 +163,8 @@ impl PendingAudit {
             method,
             tool,
             id: msg.get("id").cloned().unwrap_or(Value::Null),
+            era: None,
+            protocol_version: None,
             start,
             bytes_in,
             arguments,
@@ -199,6 +205,8 @@ impl PendingAudit {
             rec.insert("tool".into(), json!(tool));
         }
         rec.insert("id".into(), self.id.clone());
+        rec.insert("era".into(), json!(self.era.map(|e| e.as_str())));
+        rec.insert("protocolVersion".into(), json!(self.protocol_version));
         rec.insert("outcome".into(), json!(outcome.name()));
         if let Some(rule) = outcome.rule() {
             rec.insert("rule".into(), json!(rule.as_str()));

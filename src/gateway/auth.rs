@@ -37,9 +37,11 @@ impl Principal {
     }
 }
 
-/// Methods a probe token may send (requests and notifications).
+/// Methods a probe token may send (requests and notifications): the handshake or
+/// discovery of either era, ping and the list methods.
 pub const PROBE_METHODS: &[&str] = &[
     "initialize",
+    "server/discover",
     "notifications/initialized",
     "ping",
     "tools/list",

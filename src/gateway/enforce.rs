@@ -107,6 +107,43 @@ pub fn strip_prefix<'a>(
     exposed.strip_prefix(prefix).filter(|n| !n.is_empty())
 }
 
+/// Whether a caller's `tools/list` may differ from another caller's under this config:
+/// some rule can hide a tool (from bindings; the probe sees every tool), or a prefix
+/// renames them (for bindings; the probe sees the server's names).
+pub fn lists_differ_by_caller(config: &LiveConfig) -> bool {
+    let p = &config.file.policy;
+    let narrowed = config.file.bindings.iter().any(|b| {
+        b.access
+            .narrowing
+            .as_ref()
+            .is_some_and(|n| !n.allow.is_empty() || !n.deny.is_empty())
+    });
+    !config.file.tool_prefix.is_empty()
+        || !p.deny.is_empty()
+        || !p.allow.is_empty()
+        || !p.require_grant.is_empty()
+        || p.pinning == PinningMode::Enforce
+        || narrowed
+}
+
+/// Marks a `tools/list` result `cacheScope: private` (the 2026-07-28 caching hint: reuse
+/// only within the same authorization context) when the list is per caller
+/// ([`lists_differ_by_caller`]), whatever the upstream said: a shared cache would show
+/// one caller's tools to another. Only modern results carry the field (the request was
+/// modern, or the result has caching fields); `ttlMs` stays the upstream's. Returns
+/// whether the result changed.
+pub fn mark_private(result: &mut Value, config: &LiveConfig, modern: bool) -> bool {
+    let has_fields = result.get("cacheScope").is_some() || result.get("ttlMs").is_some();
+    if !(modern || has_fields) || !lists_differ_by_caller(config) || !result.is_object() {
+        return false;
+    }
+    if result.get("cacheScope").and_then(Value::as_str) == Some("private") {
+        return false;
+    }
+    result["cacheScope"] = Value::String("private".into());
+    true
+}
+
 /// Whether a JSON-RPC result is a `tools/list` result.
 pub fn is_tools_list_result(result: &Value) -> bool {
     result

@@ -88,7 +88,8 @@ impl Reason {
             | Rule::SessionLimit
             | Rule::SessionsFull
             | Rule::HostNotAllowed
-            | Rule::OriginNotAllowed => None,
+            | Rule::OriginNotAllowed
+            | Rule::HeaderMismatch => None,
         }
     }
 

@@ -20,8 +20,13 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Every client-to-server method of the spec (2024-11-05 … 2026-07-28, with the tasks
+/// extension), the client notifications, and the HTTP methods that name a request refused
+/// whole; anything else is `other`.
 const KNOWN_METHODS: &[&str] = &[
     "initialize",
+    "server/discover",
+    "subscriptions/listen",
     "ping",
     "tools/list",
     "tools/call",
@@ -38,6 +43,14 @@ const KNOWN_METHODS: &[&str] = &[
     "tasks/list",
     "tasks/result",
     "tasks/cancel",
+    "tasks/update",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "POST",
+    "GET",
+    "DELETE",
 ];
 
 /// All counters of one gateway.
@@ -222,6 +235,14 @@ mod tests {
         let m = Metrics::default();
         m.request("tools/call", "echo", "allowed", Duration::from_millis(2));
         m.request("weird/x", "", "allowed", Duration::from_millis(2));
+        m.request("server/discover", "", "allowed", Duration::from_millis(2));
+        m.request(
+            "subscriptions/listen",
+            "",
+            "allowed",
+            Duration::from_millis(2),
+        );
+        m.request("GET", "", "denied", Duration::from_millis(2));
         m.refused(Rule::RateLimited);
         m.session_opened("s1");
         let text = m.render();
@@ -229,9 +250,12 @@ mod tests {
             "mcp_gateway_requests_total{method=\"tools/call\",tool=\"echo\",outcome=\"allowed\"} 1"
         ));
         assert!(text.contains("method=\"other\""));
+        for method in ["server/discover", "subscriptions/listen", "GET"] {
+            assert!(text.contains(&format!("method=\"{method}\"")), "{method}");
+        }
         assert!(text.contains("mcp_gateway_rate_limited_total 1"));
         assert!(text.contains("mcp_gateway_denied_total{rule=\"RateLimited\"} 1"));
         assert!(text.contains("mcp_gateway_active_sessions 1"));
-        assert!(text.contains("mcp_gateway_request_duration_seconds_count 2"));
+        assert!(text.contains("mcp_gateway_request_duration_seconds_count 5"));
     }
 }

@@ -24,7 +24,8 @@
 //! Layout: [`cli`] arguments and runtime · [`server`] routes · [`connections`]
 //! accepting and serving connections (cap, timeouts, shutdown) · [`origin`] Host and
 //! Origin checks · [`sessions`] session owners, caps and expiry ·
-//! [`proxy`] the MCP routes (request side) · [`respond`] the response side (JSON) ·
+//! [`proxy`] the MCP routes (request side) · [`routing`] routing headers and trace
+//! context · [`respond`] the response side (JSON) ·
 //! [`sse_relay`] relaying event streams · [`sse`] SSE event framing ·
 //! [`session_calls`] the gateway's own requests in a caller's session · [`upstream`] how requests reach the server ·
 //! [`auth`] bearer tokens → principal · [`enforce`] policy decisions, tool prefix and
@@ -51,6 +52,7 @@ pub mod ratelimit;
 pub mod refusal;
 pub mod reload;
 pub mod respond;
+pub mod routing;
 pub mod server;
 pub mod session_calls;
 pub mod sessions;

@@ -129,29 +129,39 @@ impl Gateway {
     }
 }
 
-/// The session headers of a caller's request, reused for the gateway's own requests in
-/// that session (`notifications/cancelled`, `tools/list` for pins).
+/// What the gateway's own requests on a caller's behalf (`notifications/cancelled`,
+/// `tools/list` for pins) reuse of the caller's request: its session headers (legacy
+/// era), or the `_meta` envelope of its modern request (stateless: each request carries
+/// its protocol version and capabilities itself).
 #[derive(Clone, Default)]
-pub struct SessionHeaders(pub HeaderMap);
+pub struct SessionHeaders {
+    pub headers: HeaderMap,
+    /// The envelope of a modern caller's request; None in the legacy era.
+    pub envelope: Option<Value>,
+}
 
 impl SessionHeaders {
-    fn of(headers: &HeaderMap) -> Self {
+    fn of(headers: &HeaderMap, msg: Option<&Value>) -> Self {
         let mut map = HeaderMap::new();
         for name in [SESSION_ID, PROTOCOL_VERSION] {
             if let Some(v) = headers.get(name) {
                 map.insert(name, v.clone());
             }
         }
-        SessionHeaders(map)
+        SessionHeaders {
+            headers: map,
+            envelope: msg.and_then(super::routing::Routing::envelope),
+        }
     }
 
     pub fn session_id(&self) -> Option<&str> {
-        self.0.get(SESSION_ID).and_then(|v| v.to_str().ok())
+        self.headers.get(SESSION_ID).and_then(|v| v.to_str().ok())
     }
 }
 
-/// An upstream request carrying the forwarded headers, the configured upstream headers
-/// and `body`.
+/// An upstream request carrying the forwarded headers, the caller's trace context (when
+/// valid), the configured upstream headers and `body`. A POST's routing headers are added
+/// by [`post`] once checked.
 pub fn upstream_request(
     method: Method,
     headers: &HeaderMap,
@@ -166,6 +176,9 @@ pub fn upstream_request(
         for v in headers.get_all(*name) {
             h.append(*name, v.clone());
         }
+    }
+    for (name, v) in &super::routing::trace_context(headers) {
+        h.append(name, v.clone());
     }
     for (name, v) in &config.upstream_headers {
         h.insert(name, v.clone());
@@ -198,13 +211,19 @@ pub async fn post(
         }
     };
     // One record per message, written when it is refused or, for a request, answered.
-    let record = PendingAudit::start(
+    let mut record = PendingAudit::start(
         cfg.clone(),
         principal.name(),
         &parsed,
         body.len() as u64,
         start,
     );
+    (record.era, record.protocol_version) = super::routing::protocol(&headers, &parsed);
+    // Routing headers that disagree with the body: refused before any rule is decided.
+    let mut routing = match super::routing::check(&headers, &parsed) {
+        Ok(r) => r,
+        Err(refusal) => return refuse(&gw, record, &refusal),
+    };
     let request = jsonrpc::kind(&parsed) == Kind::Request;
     if let Err(refusal) = admit(&gw, &cfg, &principal, &parsed, usize::from(request)) {
         return refuse(&gw, record, &refusal);
@@ -215,10 +234,13 @@ pub async fn post(
         Ok(slot) => slot,
         Err(refusal) => return refuse(&gw, record, &refusal),
     };
-    let session = SessionHeaders::of(&headers);
+    let session = SessionHeaders::of(&headers, Some(&parsed));
     let (verdict, rewritten) = check_call(&gw, &cfg, &principal, &mut parsed, &session).await;
     if let Some((answer, outcome)) = verdict {
         return answer_refused(&gw, record, &answer, outcome);
+    }
+    if rewritten && let Some(name) = jsonrpc::param_name(&parsed) {
+        routing.rename(name);
     }
     let calls = u32::from(request && record.method == "tools/call");
     let permit = match acquire_calls(&cfg, calls) {
@@ -231,7 +253,8 @@ pub async fn post(
         body
     };
     let deadline = (calls > 0).then(|| tokio::time::Instant::now() + cfg.limits.call_timeout);
-    let req = upstream_request(Method::POST, &headers, &cfg, body);
+    let mut req = upstream_request(Method::POST, &headers, &cfg, body);
+    routing.apply(req.headers_mut());
     // Only a request awaits an answer; a forwarded notification or response has no record.
     let pending = if request { vec![record] } else { Vec::new() };
     let exchange = Exchange::new(
@@ -265,7 +288,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
         return refuse_request(&gw, &cfg, who, &Method::GET, &refusal, 0, start);
     }
     let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
-    let session = SessionHeaders::of(&headers);
+    let session = SessionHeaders::of(&headers, None);
     let exchange = Exchange::new(
         gw.clone(),
         cfg,

@@ -37,11 +37,15 @@ pub enum Rule {
     HostNotAllowed,
     /// The `Origin` header names no allowed origin (HTTP 403, DNS rebinding).
     OriginNotAllowed,
+    /// A routing header (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`)
+    /// repeated, missing on a modern request, or disagreeing with the body (HTTP 400,
+    /// JSON-RPC -32020; see [`routing`](super::routing)).
+    HeaderMismatch,
 }
 
 impl Rule {
     /// Every rule, for metrics.
-    pub const ALL: [Rule; 17] = [
+    pub const ALL: [Rule; 18] = [
         Rule::Denied,
         Rule::NotGranted,
         Rule::Unpinned,
@@ -59,6 +63,7 @@ impl Rule {
         Rule::SessionsFull,
         Rule::HostNotAllowed,
         Rule::OriginNotAllowed,
+        Rule::HeaderMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +85,7 @@ impl Rule {
             Rule::SessionsFull => "SessionsFull",
             Rule::HostNotAllowed => "HostNotAllowed",
             Rule::OriginNotAllowed => "OriginNotAllowed",
+            Rule::HeaderMismatch => "HeaderMismatch",
         }
     }
 
@@ -145,6 +151,7 @@ impl Refusal {
             // What the MCP SDKs answer for a session they do not know.
             Rule::SessionNotFound => code::UNAUTHORIZED,
             Rule::HostNotAllowed | Rule::OriginNotAllowed => code::FORBIDDEN,
+            Rule::HeaderMismatch => crate::mcp_http::era::code::HEADER_MISMATCH,
         }
     }
 
@@ -156,7 +163,9 @@ impl Refusal {
             Rule::ReadOnly => StatusCode::FORBIDDEN,
             Rule::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Rule::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rule::Malformed | Rule::InvalidMessage => StatusCode::BAD_REQUEST,
+            Rule::Malformed | Rule::InvalidMessage | Rule::HeaderMismatch => {
+                StatusCode::BAD_REQUEST
+            }
             Rule::SessionNotFound => StatusCode::NOT_FOUND,
             Rule::SessionLimit => StatusCode::TOO_MANY_REQUESTS,
             Rule::SessionsFull => StatusCode::SERVICE_UNAVAILABLE,

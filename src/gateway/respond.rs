@@ -25,6 +25,7 @@ use super::proxy::{Gateway, SessionHeaders, upstream_unavailable};
 use super::refusal::{Refusal, Rule};
 use super::sessions::SessionSlot;
 use super::upstream::{HeadersDeadline, UpstreamError};
+use crate::mcp_http::era::{self, Era};
 use crate::mcp_http::jsonrpc::{self, Kind};
 use crate::mcp_http::{PROTOCOL_VERSION, SESSION_ID};
 
@@ -136,6 +137,11 @@ impl Exchange {
             return false;
         }
         let mut changed = false;
+        let key = msg.get("id").map(Value::to_string).unwrap_or_default();
+        let modern = self
+            .pending
+            .get(&key)
+            .is_some_and(|p| p.era == Some(Era::Modern));
         if let Some(result) = msg.get_mut("result")
             && enforce::is_tools_list_result(result)
         {
@@ -145,8 +151,8 @@ impl Exchange {
                 &self.principal,
                 &self.gw.definitions,
             );
+            changed |= enforce::mark_private(result, &self.cfg, modern);
         }
-        let key = msg.get("id").map(Value::to_string).unwrap_or_default();
         if let Some(p) = self.pending.remove(&key) {
             let outcome = if kind == Kind::Error {
                 Outcome::Error(None)
@@ -165,6 +171,26 @@ impl Exchange {
             }
         }
         changed
+    }
+
+    /// A `subscriptions/listen` is answered by an event stream that lives as long as the
+    /// subscription (its closing result comes only when the server ends it): its record
+    /// is written when the stream opens, and no deadline waits for its answer.
+    pub(super) fn open_streams(&mut self) {
+        let listens: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.method == era::SUBSCRIPTIONS_LISTEN)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in listens {
+            if let Some(p) = self.pending.remove(&key) {
+                p.finish(&self.gw.audit, &self.gw.metrics, Outcome::Allowed, 0, None);
+            }
+        }
+        if self.pending.is_empty() {
+            self.permit = None;
+        }
     }
 
     /// The refusal answers for every open request under `rule`, ending their records.
@@ -272,6 +298,9 @@ pub async fn forward(mut ex: Exchange, mut req: Request<Bytes>) -> Response<Body
         .unwrap_or_default()
         .to_ascii_lowercase();
     if content_type.starts_with("text/event-stream") {
+        if status.is_success() {
+            ex.open_streams();
+        }
         super::sse_relay::relay(ex, resp)
     } else if content_type.starts_with("application/json") {
         relay_json(ex, resp).await

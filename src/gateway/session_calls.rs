@@ -1,6 +1,9 @@
 //! The gateway's own requests inside a caller's session: `notifications/cancelled` when a
 //! call times out, and `tools/list` to learn definition hashes when pinning needs one the
-//! cache does not hold.
+//! cache does not hold. For a modern (stateless) caller there is no session: the
+//! gateway's `tools/list` carries the caller's `_meta` envelope and routing headers, and
+//! a timed-out call is cancelled by closing its response stream (the modern era's way),
+//! which the gateway does when it answers the timeout.
 
 use std::sync::Arc;
 
@@ -12,13 +15,15 @@ use super::live::LiveConfig;
 use super::proxy::{Gateway, SessionHeaders, upstream_request};
 use super::respond::read_limited;
 use super::sse::{SseEvent, SseFramer};
-use crate::mcp_http::jsonrpc;
+use crate::mcp_http::{PROTOCOL_VERSION, era, jsonrpc};
 
 /// Sends `notifications/cancelled` for `id` upstream in the caller's session, in the
 /// background.
 pub fn send_cancelled(gw: &Arc<Gateway>, cfg: &LiveConfig, session: &SessionHeaders, id: Value) {
-    let body = jsonrpc::cancelled(id, "gateway call timeout").to_string();
-    let req = own_request(cfg, session, Bytes::from(body));
+    if session.envelope.is_some() {
+        return; // modern: the closed response stream is the cancellation
+    }
+    let req = own_request(cfg, session, jsonrpc::cancelled(id, "gateway call timeout"));
     let upstream = gw.upstream.clone();
     tokio::spawn(async move {
         match upstream.send(req).await {
@@ -30,9 +35,22 @@ pub fn send_cancelled(gw: &Arc<Gateway>, cfg: &LiveConfig, session: &SessionHead
     });
 }
 
-/// A POST of the gateway's own in the caller's session.
-fn own_request(cfg: &LiveConfig, session: &SessionHeaders, body: Bytes) -> Request<Bytes> {
-    let mut headers = session.0.clone();
+/// A POST of the gateway's own in the caller's session, or with the modern caller's
+/// envelope and the routing headers it requires.
+fn own_request(cfg: &LiveConfig, session: &SessionHeaders, mut msg: Value) -> Request<Bytes> {
+    let mut headers = session.headers.clone();
+    let mut method = None;
+    if let Some(envelope) = &session.envelope {
+        era::stamp_envelope(&mut msg, envelope);
+        let version = envelope
+            .get(era::META_PROTOCOL_VERSION)
+            .and_then(Value::as_str);
+        if let Some(v) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(PROTOCOL_VERSION, v);
+        }
+        method = jsonrpc::method(&msg).and_then(|m| HeaderValue::from_str(m).ok());
+    }
+    let body = Bytes::from(msg.to_string());
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -41,7 +59,11 @@ fn own_request(cfg: &LiveConfig, session: &SessionHeaders, body: Bytes) -> Reque
         header::ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
-    upstream_request(Method::POST, &headers, cfg, body)
+    let mut req = upstream_request(Method::POST, &headers, cfg, body);
+    if let Some(m) = method {
+        req.headers_mut().insert(era::METHOD_HEADER, m);
+    }
+    req
 }
 
 /// Lists the upstream's tools in the caller's session (all pages) to learn their
@@ -55,7 +77,7 @@ pub async fn fetch_definitions(gw: &Gateway, cfg: &LiveConfig, session: &Session
         if let Some(c) = &cursor {
             msg["params"]["cursor"] = c.clone();
         }
-        let req = own_request(cfg, session, Bytes::from(msg.to_string()));
+        let req = own_request(cfg, session, msg);
         let answer = tokio::time::timeout(cfg.limits.call_timeout, async {
             let resp = gw.upstream.send(req).await.ok()?;
             let sse = resp

@@ -101,11 +101,14 @@ pub fn is_modern_request(msg: &Value) -> bool {
     declared_version(msg).is_some() || super::jsonrpc::method(msg) == Some(DISCOVER)
 }
 
-/// The params key mirrored in `Mcp-Name` for a method, if the method names something.
+/// The params key mirrored in `Mcp-Name` for a method, if the method names something:
+/// the spec's table, and the tasks extension's (SEP-2663: `params.taskId` for
+/// `tasks/get`, `tasks/update` and `tasks/cancel`, as the TypeScript SDK checks it).
 pub fn name_param(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
         _ => None,
     }
 }
@@ -339,6 +342,22 @@ mod tests {
             );
         }
         assert_eq!(encode_header_value("plain_tool-1"), "plain_tool-1");
+    }
+
+    #[test]
+    fn task_requests_mirror_their_task_id() {
+        let msg = modern("tasks/get", json!({"taskId": "t-1"}));
+        let h = HashMap::from([
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tasks/get"),
+        ]);
+        assert_eq!(
+            check_routing_headers(&msg, lookup(&h)),
+            Err(HeaderMismatch::Name("taskId"))
+        );
+        let mut h = h;
+        h.insert("mcp-name", "t-1");
+        assert_eq!(check_routing_headers(&msg, lookup(&h)), Ok(()));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 mod clients;
+pub(crate) mod eras;
 pub(crate) mod harness;
 mod kube;
 mod kube_rbac;

@@ -8,4 +8,5 @@ mod connections;
 mod controller;
 mod names_and_gc;
 mod prober;
+mod routing_headers;
 mod sessions;
