@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::GoDuration;
 pub use super::server_status::{
-    LastProbe, McpServerStatus, Phase, ProbeResult, ServerCapabilities, ServerInfo,
+    LastProbe, McpServerStatus, Phase, ProbeResult, ProtocolEra, ServerCapabilities, ServerInfo,
     ToolHiddenReason, ToolStatus,
 };
 
@@ -46,6 +46,12 @@ pub use super::server_status::{
         name = "Last Probe",
         type_ = "date",
         json_path = ".status.lastProbe.time"
+    ),
+    printcolumn(
+        name = "Era",
+        type_ = "string",
+        json_path = ".status.serverInfo.era",
+        priority = "1"
     ),
     printcolumn(
         name = "URL",

@@ -26,7 +26,7 @@ pub struct McpServerStatus {
     #[schemars(schema_with = "super::common::conditions_schema")]
     pub conditions: Vec<Condition>,
 
-    /// What the server said about itself at initialize.
+    /// What the server said about itself (initialize or server/discover), and the era.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_info: Option<ServerInfo>,
 
@@ -96,7 +96,8 @@ pub enum Phase {
     Failed,
 }
 
-/// What the server said about itself at initialize. Every field is cut to its limit (a
+/// What the server said about itself (at `initialize`, or in its `server/discover`
+/// answer), and which protocol era the probe spoke. Every string is cut to its limit (a
 /// cut value ends with "…").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -116,6 +117,25 @@ pub struct ServerInfo {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1024))]
     pub instructions: String,
+    /// The protocol era the probe negotiated: Modern (2026-07-28 and later: stateless,
+    /// `server/discover`) or Legacy (the `initialize` handshake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub era: Option<ProtocolEra>,
+    /// The protocol versions the server lists in its `server/discover` answer, at most 16,
+    /// each cut to 32 characters; empty in the legacy era.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 32)))]
+    pub supported_versions: Vec<String>,
+}
+
+/// The MCP protocol era a probe negotiated: Modern (2026-07-28 and later: stateless
+/// requests, `server/discover`) or Legacy (the `initialize` handshake and sessions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ProtocolEra {
+    /// The `initialize` handshake and sessions (2024-11-05 … 2025-11-25).
+    Legacy,
+    /// Stateless requests that carry their protocol version (2026-07-28 and later).
+    Modern,
 }
 
 /// Capabilities a server declared at initialize.

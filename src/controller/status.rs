@@ -635,6 +635,8 @@ mod tests {
             version: ugly(1 << 20),
             protocol_version: ugly(1 << 10),
             instructions: ugly(1 << 20),
+            era: None,
+            supported_versions: vec![ugly(1 << 10); 1 << 10],
         };
         let inventory = ToolInventory::from_tools(
             info,

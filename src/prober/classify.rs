@@ -83,6 +83,11 @@ pub fn from_http_status(
                  send them with --header NAME=VALUE (remote.headersFrom in an McpServer)"
             ))
         }
+        // 501 Not Implemented: a web server that does not take POST here, not a failing MCP
+        // server (405 falls through to the same verdict below).
+        501 => ProbeError::NotMcpServer(format!(
+            "{tried} answered HTTP 501{ct}: the server does not implement POST here, not MCP"
+        )),
         500..=599 | 429 => ProbeError::ServerError(format!("{tried} answered HTTP {status}{ct}")),
         300..=399 => ProbeError::NotMcpServer(format!(
             "{tried} answered a redirect (HTTP {status}); redirects are not followed, \
@@ -149,8 +154,15 @@ fn auth_param(header: &str, key: &str) -> Option<String> {
     None
 }
 
-/// A JSON-RPC error answer to `tried` (initialize or a list call). The message says the
-/// code only; the server's message and data are logged.
+/// JSON-RPC error codes that answer the request itself, not the server's state: asking
+/// again gets the same answer, so they are `ProtocolError` (not retried), never
+/// `ServerError`. Parse error, invalid request, method not found, invalid params, and the
+/// modern era's header mismatch, missing client capability and unsupported version.
+pub const DETERMINISTIC_CODES: [i32; 7] = [-32700, -32600, -32601, -32602, -32020, -32021, -32022];
+
+/// A JSON-RPC error answer to `tried` (initialize, discover or a list call). The message
+/// says the code (and, for -32022, the date-shaped versions the server supports) only;
+/// the server's message and data are logged.
 pub fn from_jsonrpc_error(tried: &str, error: &ErrorData) -> ProbeError {
     let text = format!("{tried} answered JSON-RPC error {}", error.code.0);
     let data = error
@@ -171,8 +183,22 @@ pub fn from_jsonrpc_error(tried: &str, error: &ErrorData) -> ProbeError {
             .data
             .as_ref()
             .is_some_and(|d| d.get("supported").is_some());
-    if version_problem {
+    if error.code.0 == -32022 {
+        let supported = error
+            .data
+            .as_ref()
+            .and_then(|data| {
+                crate::mcp_http::era::unsupported_version_list(&serde_json::json!({"data": data}))
+            })
+            .unwrap_or_default();
+        ProbeError::ProtocolError(format!(
+            "no common protocol version: {text}: the server supports {}",
+            super::era::quote_versions(&supported)
+        ))
+    } else if version_problem {
         ProbeError::ProtocolError(format!("no common protocol version: {text}"))
+    } else if DETERMINISTIC_CODES.contains(&error.code.0) {
+        ProbeError::ProtocolError(format!("{text}; asking again cannot help"))
     } else {
         ProbeError::ServerError(text)
     }
@@ -193,8 +219,13 @@ pub fn from_init_error(tried: &str, err: &ClientInitializeError) -> ProbeError {
                 "server protocol versions",
                 &format!("{server_supported:?}"),
             );
+            let server: Vec<String> = server_supported.iter().map(ToString::to_string).collect();
+            let client: Vec<String> = client_supported.iter().map(ToString::to_string).collect();
             ProbeError::ProtocolError(format!(
-                "{tried}: no common protocol version (client {client_supported:?})"
+                "{tried}: no common protocol version: the server supports {}; the prober \
+                 offered {}",
+                super::era::quote_versions(&server),
+                client.join(", ")
             ))
         }
         E::ConnectionClosed(_) | E::Cancelled => ProbeError::ConnectionFailed(format!(

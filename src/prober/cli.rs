@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use super::call::{MAX_CALLS, ToolCall, call_tools};
+use super::era::EraPreference;
 use super::output::{self, OutputFormat};
 use super::run::{ProbeOptions, probe};
 use super::target::{Header, HttpTarget, ProbeTarget, StdioTarget, TlsOptions, TransportKind};
@@ -37,12 +39,36 @@ impl From<TransportArg> for TransportKind {
     }
 }
 
+/// `--era` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EraArg {
+    /// `server/discover` first (MCP 2026-07-28), the `initialize` handshake when the
+    /// server answers like a legacy one: what the official SDK clients do.
+    #[default]
+    Auto,
+    /// Only the `initialize` handshake (2025-11-25 and older).
+    Legacy,
+    /// Only `server/discover` (2026-07-28); a legacy-only server fails the probe.
+    Modern,
+}
+
+impl From<EraArg> for EraPreference {
+    fn from(e: EraArg) -> Self {
+        match e {
+            EraArg::Auto => EraPreference::Auto,
+            EraArg::Legacy => EraPreference::Legacy,
+            EraArg::Modern => EraPreference::Modern,
+        }
+    }
+}
+
 /// Connect to an MCP server once, list what it offers, and print it.
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Examples:\n  mcp-operator probe http://127.0.0.1:3001/mcp\n  \
     mcp-operator probe https://api.example.com/mcp -H 'Authorization=Bearer ...' -o yaml\n  \
     mcp-operator probe --pins http://127.0.0.1:3001/sse\n  \
+    mcp-operator probe --era legacy http://127.0.0.1:3001/mcp\n  \
     mcp-operator probe -- npx -y @modelcontextprotocol/server-memory\n\n\
     Exit status: 0 when the probe succeeded; 2 when it failed, with `error: <Code>: <message>` \
     on stderr (codes: InvalidUrl, ConnectionFailed, Timeout, TlsError, AuthRequired, \
@@ -61,6 +87,11 @@ pub struct ProbeArgs {
     /// HTTP transport.
     #[arg(long, value_enum, default_value_t = TransportArg::Auto)]
     pub transport: TransportArg,
+
+    /// Protocol era: auto (server/discover, falling back to initialize), legacy
+    /// (initialize only) or modern (server/discover only).
+    #[arg(long, value_enum, default_value_t = EraArg::Auto)]
+    pub era: EraArg,
 
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -90,6 +121,12 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub pins: bool,
 
+    /// After the probe, call this tool once (repeatable, at most 32), with JSON object
+    /// arguments after `=`; the results are added to the report. Input requests of a
+    /// multi round-trip call are answered as a client without a user would (declined).
+    #[arg(long = "call", value_name = "TOOL[=JSON]", conflicts_with = "pins")]
+    pub calls: Vec<String>,
+
     /// A stdio server to start and probe: `-- CMD ARGS…`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -105,14 +142,14 @@ impl ProbeArgs {
                 if !self.headers.is_empty() || self.ca_file.is_some() || self.insecure_skip_verify {
                     bail!("--header, --ca-file and --insecure-skip-verify apply to URLs only");
                 }
-                Ok(ProbeTarget::Stdio(StdioTarget::new(
-                    cmd.clone(),
-                    args.iter().cloned(),
-                )))
+                let mut t = StdioTarget::new(cmd.clone(), args.iter().cloned());
+                t.era = self.era.into();
+                Ok(ProbeTarget::Stdio(t))
             }
             (Some(url), None) => {
                 let mut t = HttpTarget::new(url.clone());
                 t.transport = self.transport.into();
+                t.era = self.era.into();
                 t.headers = self
                     .headers
                     .iter()
@@ -168,7 +205,19 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let calls = args
+        .calls
+        .iter()
+        .map(|c| ToolCall::parse(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if calls.len() > MAX_CALLS {
+        bail!("at most {MAX_CALLS} --call");
+    }
     let report = runtime.block_on(probe(&target, &opts));
+    let outcomes = match (report.error(), calls.is_empty()) {
+        (None, false) => Some(runtime.block_on(call_tools(&target, opts.timeout, &calls))),
+        _ => None,
+    };
     let mut stdout = std::io::stdout().lock();
     match (report.inventory(), args.pins) {
         (Some(inv), true) => {
@@ -182,7 +231,9 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         }
         (None, _) if args.output == OutputFormat::Table || args.pins => {}
         _ => {
-            let text = output::render(&report, args.output).map_err(anyhow::Error::msg)?;
+            let outcomes = outcomes.as_ref().and_then(|o| o.as_ref().ok());
+            let text = output::render_with_calls(&report, outcomes.map(Vec::as_slice), args.output)
+                .map_err(anyhow::Error::msg)?;
             stdout.write_all(text.as_bytes())?;
         }
     }
@@ -190,6 +241,15 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     drop(stdout);
     runtime.shutdown_timeout(Duration::from_secs(1));
     if let Some(error) = report.error() {
+        eprintln!("error: {error}");
+        std::process::exit(EXIT_PROBE_FAILED);
+    }
+    let failed_call = match &outcomes {
+        Some(Err(e)) => Some(e.clone()),
+        Some(Ok(o)) => o.iter().find_map(|c| c.error.clone()),
+        None => None,
+    };
+    if let Some(error) = failed_call {
         eprintln!("error: {error}");
         std::process::exit(EXIT_PROBE_FAILED);
     }

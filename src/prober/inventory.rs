@@ -153,6 +153,8 @@ pub fn bound_server_info(info: ServerInfo) -> ServerInfo {
         version: cut_chars(&info.version, MAX_SERVER_VERSION_CHARS),
         protocol_version: cut_chars(&info.protocol_version, MAX_PROTOCOL_VERSION_CHARS),
         instructions: cut_bytes(&info.instructions, MAX_INSTRUCTIONS_BYTES),
+        era: info.era,
+        supported_versions: super::era::bound_versions(&info.supported_versions),
     }
 }
 
@@ -400,6 +402,8 @@ mod tests {
             version: long("v", 10_000),
             protocol_version: long("p", 100),
             instructions: long("ü", 10_000),
+            era: None,
+            supported_versions: vec![long("s", 1000); 1000],
         };
         let inv = ToolInventory::from_tools(info, ServerCapabilities::default(), &tools, 0, 0);
         assert_eq!(inv.tool_count, 5);
@@ -426,6 +430,12 @@ mod tests {
             MAX_PROTOCOL_VERSION_CHARS
         );
         assert!(si.instructions.len() <= MAX_INSTRUCTIONS_BYTES);
+        assert_eq!(si.supported_versions.len(), super::super::era::MAX_VERSIONS);
+        assert!(
+            si.supported_versions
+                .iter()
+                .all(|v| v.chars().count() == super::super::era::MAX_VERSION_CHARS)
+        );
         assert!(si.name.ends_with(CUT_MARK) && si.instructions.ends_with(CUT_MARK));
         // Short strings are untouched.
         assert_eq!(cut_name("echo"), "echo");

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::call::CallOutcome;
 use super::inventory::ToolInventory;
 use super::run::ProbeReport;
 
@@ -35,14 +36,65 @@ pub fn render(report: &ProbeReport, format: OutputFormat) -> Result<String, Stri
     }
 }
 
+/// Like [`render`], with the results of `probe --call` (a `calls` list in JSON and YAML, a
+/// CALLS section in the table).
+pub fn render_with_calls(
+    report: &ProbeReport,
+    calls: Option<&[CallOutcome]>,
+    format: OutputFormat,
+) -> Result<String, String> {
+    let Some(calls) = calls else {
+        return render(report, format);
+    };
+    match format {
+        OutputFormat::Table => {
+            let mut out = render(report, format)?;
+            let _ = writeln!(out, "\nCALLS");
+            for c in calls {
+                let verdict = match (&c.error, c.is_error) {
+                    (Some(e), _) => format!("failed: {e}"),
+                    (None, Some(true)) => "isError".to_owned(),
+                    (None, _) => "ok".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{}  {verdict}  {}",
+                    c.name,
+                    one_line(&c.text, DESCRIPTION_WIDTH)
+                );
+            }
+            Ok(out)
+        }
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let mut value = serde_json::to_value(report).map_err(|e| e.to_string())?;
+            value["calls"] = serde_json::to_value(calls).map_err(|e| e.to_string())?;
+            if format == OutputFormat::Json {
+                serde_json::to_string_pretty(&value)
+                    .map(|s| s + "\n")
+                    .map_err(|e| e.to_string())
+            } else {
+                serde_yaml::to_string(&value).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 fn table(inv: &ToolInventory, report: &ProbeReport) -> String {
     let mut out = String::new();
     let si = &inv.server_info;
+    let era = match si.era {
+        Some(crate::api::server_status::ProtocolEra::Modern) => ", modern era",
+        Some(crate::api::server_status::ProtocolEra::Legacy) => ", legacy era",
+        None => "",
+    };
     let _ = writeln!(
         out,
-        "Server:        {} {} (protocol {})",
+        "Server:        {} {} (protocol {}{era})",
         si.name, si.version, si.protocol_version
     );
+    if !si.supported_versions.is_empty() {
+        let _ = writeln!(out, "Supports:      {}", si.supported_versions.join(", "));
+    }
     let c = &inv.capabilities;
     let caps: Vec<&str> = [
         (c.tools, "tools"),
@@ -152,6 +204,8 @@ mod tests {
                 version: "1.0".into(),
                 protocol_version: "2025-11-25".into(),
                 instructions: String::new(),
+                era: Some(crate::api::server_status::ProtocolEra::Legacy),
+                supported_versions: Vec::new(),
             },
             ServerCapabilities {
                 tools: true,
@@ -173,7 +227,10 @@ mod tests {
     #[test]
     fn table_lists_server_caps_and_tools() {
         let t = render(&report(), OutputFormat::Table).unwrap();
-        assert!(t.contains("srv 1.0 (protocol 2025-11-25)"), "{t}");
+        assert!(
+            t.contains("srv 1.0 (protocol 2025-11-25, legacy era)"),
+            "{t}"
+        );
         assert!(t.contains("Capabilities:  tools, prompts"), "{t}");
         assert!(t.contains("Echoes back the input"), "{t}");
         assert!(

@@ -1,10 +1,13 @@
-//! One probe attempt: connect, `initialize` (+ `notifications/initialized`, done by rmcp),
-//! `tools/list`, `resources/list`, `prompts/list` for the declared capabilities following
-//! `nextCursor` (at most [`MAX_PAGES`] pages each), then close the session (Streamable HTTP
-//! sends `DELETE` with `Mcp-Session-Id`; SSE drops the stream; stdio ends the process).
+//! One probe attempt: connect, negotiate the era ([`lifecycle`]: `server/discover`, or
+//! `initialize` + `notifications/initialized`), `tools/list`, `resources/list`,
+//! `prompts/list` for the declared capabilities following `nextCursor` (at most
+//! [`MAX_PAGES`] pages each), then close (a legacy Streamable HTTP session gets `DELETE`
+//! with `Mcp-Session-Id`; SSE drops the stream; stdio ends the process).
 //!
-//! Every transport is driven by rmcp's client, so protocol negotiation is rmcp's: the
-//! client offers rmcp's latest version and accepts any version rmcp knows.
+//! Every transport is driven by rmcp's client: `initialize` offers 2025-11-25 and accepts
+//! any version rmcp knows; `server/discover` proposes 2026-07-28. Streamable HTTP opens a
+//! fresh connection for the fallback `initialize`; stdio falls back on the same process;
+//! legacy HTTP+SSE has no modern era.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -14,7 +17,7 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, Implementation, PaginatedRequestParams, ProtocolVersion,
     ServerPeerInfo,
 };
-use rmcp::service::{RunningService, ServiceExt};
+use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient};
@@ -22,11 +25,14 @@ use tokio::io::AsyncReadExt;
 
 use super::classify;
 use super::destination::FilteringResolver;
+use super::era::{self, EraPreference};
 use super::error::ProbeError;
 use super::inventory::{ServerCapabilities, ServerInfo, ToolInventory};
+use super::lifecycle::{self, Connected};
 use super::sse::{FailureSlot, SseTransport};
 use super::target::{HttpTarget, ProbeTarget, StdioTarget, TransportKind, redact_url};
 use super::tls;
+use crate::mcp_http::era::Era;
 
 /// Pagination cap per list: a server that keeps returning cursors is cut off here.
 pub const MAX_PAGES: usize = 100;
@@ -41,14 +47,19 @@ pub struct ProbeClient;
 
 impl ClientHandler for ProbeClient {
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
+        let mut config = ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("mcp-operator-prober", env!("CARGO_PKG_VERSION")),
-        )
+        );
+        // What `initialize` offers: the newest version that has a handshake (rmcp's
+        // default, 2026-07-28, has none). Discover proposes its own versions.
+        config.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
+        config
     }
 }
 
-type Client = RunningService<RoleClient, ProbeClient>;
+/// A running rmcp client of the prober.
+pub type Client = RunningService<RoleClient, ProbeClient>;
 
 /// A probe is one short exchange: a dropped event stream is not resumed.
 #[derive(Debug)]
@@ -119,17 +130,37 @@ fn with_stderr(error: ProbeError, tail: &Mutex<Vec<u8>>) -> ProbeError {
     }
 }
 
+/// Connects to `target` as an attempt does (era negotiation included) without listing
+/// anything: for `probe --call`. The caller bounds the time and closes the client.
+pub async fn connect(target: &ProbeTarget) -> Result<Client, ProbeError> {
+    let progress = Progress::default();
+    let failure: FailureSlot = Arc::default();
+    let stderr_tail: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let connected = match target {
+        ProbeTarget::Http(t) => connect_http(t, &progress, &failure).await,
+        ProbeTarget::Stdio(t) => connect_stdio(t, &progress, &stderr_tail).await,
+    };
+    match connected {
+        Ok((connected, _)) => Ok(connected.client),
+        Err(e) => Err(with_stderr(e, &stderr_tail)),
+    }
+}
+
 async fn connect_and_list(
     target: &ProbeTarget,
     progress: &Progress,
     failure: &FailureSlot,
     stderr_tail: &Arc<Mutex<Vec<u8>>>,
 ) -> Result<(Client, ToolInventory), ProbeError> {
-    let (client, tried) = match target {
+    let (connected, tried) = match target {
         ProbeTarget::Http(t) => connect_http(t, progress, failure).await?,
         ProbeTarget::Stdio(t) => connect_stdio(t, progress, stderr_tail).await?,
     };
-    let inventory = list_everything(&client, &tried, progress).await;
+    let Connected {
+        client,
+        supported_versions,
+    } = connected;
+    let inventory = list_everything(&client, &tried, supported_versions, progress).await;
     match inventory {
         Ok(inv) => Ok((client, inv)),
         Err(e) => {
@@ -143,7 +174,7 @@ async fn connect_http(
     t: &HttpTarget,
     progress: &Progress,
     failure: &FailureSlot,
-) -> Result<(Client, String), ProbeError> {
+) -> Result<(Connected, String), ProbeError> {
     let url = t.parsed_url()?;
     if let Some(policy) = &t.destinations {
         // IP literals are dialled without a lookup: check them here, before any request.
@@ -154,15 +185,19 @@ async fn connect_http(
     let http = http_client(t)?;
     match t.transport.resolve(&url) {
         TransportKind::Sse => {
+            if t.era == EraPreference::Modern {
+                return Err(ProbeError::InvalidUrl(format!(
+                    "{}: the legacy HTTP+SSE transport has no modern era; probe a Streamable \
+                     HTTP endpoint, or use --era auto or legacy",
+                    redact_url(&url)
+                )));
+            }
             progress.set(format!("GET {} (event stream)", redact_url(&url)));
             let transport = SseTransport::connect(http, &url, headers, failure.clone()).await?;
-            let tried = format!("initialize over SSE at {}", redact_url(&url));
+            let tried = lifecycle::initialize_step(&format!("over SSE at {}", redact_url(&url)));
             progress.set(tried.clone());
-            let client = ProbeClient
-                .serve(transport)
-                .await
-                .map_err(|e| classify::from_init_error(&tried, &e))?;
-            Ok((client, format!("SSE {}", redact_url(&url))))
+            let connected = lifecycle::initialize(transport, &tried).await?;
+            Ok((connected, format!("SSE {}", redact_url(&url))))
         }
         _ => {
             let custom = headers
@@ -173,14 +208,15 @@ async fn connect_http(
                 .custom_headers(custom)
                 .reinit_on_expired_session(false);
             config.retry_config = Arc::new(NoReconnect);
-            let transport = StreamableHttpClientTransport::with_client(http, config);
-            let tried = format!("initialize: POST {}", redact_url(&url));
-            progress.set(tried.clone());
-            let client = ProbeClient
-                .serve(transport)
-                .await
-                .map_err(|e| classify::from_init_error(&tried, &e))?;
-            Ok((client, format!("POST {}", redact_url(&url))))
+            let place = format!("POST {}", redact_url(&url));
+            let connected = lifecycle::negotiate(
+                t.era,
+                || StreamableHttpClientTransport::with_client(http.clone(), config.clone()),
+                &place,
+                |step| progress.set(step),
+            )
+            .await?;
+            Ok((connected, place))
         }
     }
 }
@@ -229,7 +265,7 @@ async fn connect_stdio(
     t: &StdioTarget,
     progress: &Progress,
     stderr_tail: &Arc<Mutex<Vec<u8>>>,
-) -> Result<(Client, String), ProbeError> {
+) -> Result<(Connected, String), ProbeError> {
     if t.command.trim().is_empty() {
         return Err(ProbeError::InvalidUrl(
             "empty command for a stdio probe".into(),
@@ -260,18 +296,40 @@ async fn connect_stdio(
             }
         });
     }
-    let tried = format!("initialize on the stdio of {:?}", t.command);
-    progress.set(tried.clone());
-    let client = ProbeClient
-        .serve(transport)
-        .await
-        .map_err(|e| classify::from_init_error(&tried, &e))?;
-    Ok((client, format!("stdio of {:?}", t.command)))
+    let place = format!("stdio of {:?}", t.command);
+    let connected = match t.era {
+        EraPreference::Auto => {
+            progress.set(lifecycle::discover_step(&place));
+            lifecycle::auto_on_one_stream(transport, &place).await?
+        }
+        EraPreference::Legacy => {
+            let tried = lifecycle::initialize_step(&place);
+            progress.set(tried.clone());
+            lifecycle::initialize(transport, &tried).await?
+        }
+        EraPreference::Modern => {
+            let tried = lifecycle::discover_step(&place);
+            progress.set(tried.clone());
+            match lifecycle::discover(transport, &tried).await {
+                Ok(connected) => connected,
+                Err(failure) => {
+                    return Err(match era::after_discover(&tried, failure) {
+                        era::AfterDiscover::Fail(e) => e,
+                        era::AfterDiscover::Fallback { discover } => {
+                            era::not_modern(&tried, &discover)
+                        }
+                    });
+                }
+            }
+        }
+    };
+    Ok((connected, place))
 }
 
 async fn list_everything(
     client: &Client,
     tried: &str,
+    supported_versions: Vec<String>,
     progress: &Progress,
 ) -> Result<ToolInventory, ProbeError> {
     let info = client.peer_info().ok_or_else(|| {
@@ -354,6 +412,10 @@ async fn list_everything(
             .unwrap_or_default(),
         protocol_version: info.protocol_version.to_string(),
         instructions: info.instructions.clone().unwrap_or_default(),
+        era: Some(era::status_era(Era::of_version(
+            info.protocol_version.as_str(),
+        ))),
+        supported_versions,
     };
     Ok(ToolInventory::from_tools(
         server_info,

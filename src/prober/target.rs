@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::destination::DestinationPolicy;
+use super::era::EraPreference;
 use super::error::ProbeError;
 
 /// How an HTTP target speaks MCP.
@@ -102,6 +103,8 @@ pub struct HttpTarget {
     pub tls: TlsOptions,
     /// Where the probe may connect; None: anywhere (the `probe` command).
     pub destinations: Option<Arc<DestinationPolicy>>,
+    /// Which protocol era(s) to speak (Streamable HTTP only; SSE is legacy by definition).
+    pub era: EraPreference,
 }
 
 impl fmt::Debug for HttpTarget {
@@ -112,6 +115,7 @@ impl fmt::Debug for HttpTarget {
             .field("headers", &self.headers)
             .field("tls", &self.tls)
             .field("destinations", &self.destinations)
+            .field("era", &self.era)
             .finish()
     }
 }
@@ -125,6 +129,7 @@ impl HttpTarget {
             headers: Vec::new(),
             tls: TlsOptions::default(),
             destinations: None,
+            era: EraPreference::Auto,
         }
     }
 
@@ -166,6 +171,8 @@ pub struct StdioTarget {
     pub env: Vec<(String, String)>,
     /// Working directory; the current one when `None`.
     pub cwd: Option<PathBuf>,
+    /// Which protocol era(s) to speak.
+    pub era: EraPreference,
 }
 
 impl StdioTarget {
@@ -179,6 +186,7 @@ impl StdioTarget {
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             cwd: None,
+            era: EraPreference::Auto,
         }
     }
 }
@@ -195,6 +203,7 @@ impl fmt::Debug for StdioTarget {
             .field("args", &self.args)
             .field("env", &env)
             .field("cwd", &self.cwd)
+            .field("era", &self.era)
             .finish()
     }
 }
@@ -220,6 +229,14 @@ impl ProbeTarget {
         args: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
         Self::Stdio(StdioTarget::new(command, args))
+    }
+
+    /// The era preference of either kind of target.
+    pub fn era(&self) -> EraPreference {
+        match self {
+            Self::Http(t) => t.era,
+            Self::Stdio(t) => t.era,
+        }
     }
 
     /// A short, credential-free description for logs and messages.

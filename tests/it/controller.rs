@@ -7,6 +7,7 @@ mod api_server;
 mod bad_input;
 pub(crate) mod binding;
 mod binding_gateway;
+mod eras;
 mod examples;
 mod faults;
 mod idle;

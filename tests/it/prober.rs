@@ -13,6 +13,9 @@ use mcp_operator::prober::{
 
 use crate::support::{self, PeerProcess};
 
+mod conformance_client;
+pub(crate) mod eras;
+
 const SECRET: &str = "s3cr3t-do-not-print";
 
 fn opts(timeout: Duration) -> ProbeOptions {
@@ -40,11 +43,13 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Probes `peer` at `path`, checks the tool names equal the Python client's, and returns the inventory.
+/// Probes `peer` at `path`, checks the tool names equal the Python client's and the
+/// negotiated version is `version`, and returns the inventory.
 async fn probe_matches_python_client(
     peer: &PeerProcess,
     path: &str,
     py_transport: &str,
+    version: &str,
 ) -> ToolInventory {
     let url = peer.url(path);
     let inv = probe_ok(&ProbeTarget::http(&url)).await;
@@ -67,14 +72,14 @@ async fn probe_matches_python_client(
         "{}: tool names vs the Python client",
         peer.name()
     );
-    assert_eq!(inv.server_info.protocol_version, "2025-11-25");
+    assert_eq!(inv.server_info.protocol_version, version, "{}", peer.name());
     inv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_everything_streamable_http() {
     let mut peer = support::server_everything("streamableHttp");
-    let inv = probe_matches_python_client(&peer, "/mcp", "streamable-http").await;
+    let inv = probe_matches_python_client(&peer, "/mcp", "streamable-http", "2025-11-25").await;
     assert_eq!(inv.tool_count, 13);
     assert_eq!(inv.server_info.name, "mcp-servers/everything");
     assert!(inv.capabilities.tools && inv.capabilities.resources && inv.capabilities.prompts);
@@ -94,7 +99,7 @@ async fn server_everything_streamable_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_everything_sse() {
     let peer = support::server_everything("sse");
-    let inv = probe_matches_python_client(&peer, "/sse", "sse").await;
+    let inv = probe_matches_python_client(&peer, "/sse", "sse", "2025-11-25").await;
     assert_eq!(inv.tool_count, 13);
 }
 
@@ -121,9 +126,11 @@ async fn python_sdk_server_all_transports_agree() {
     let streamable = support::python_server("streamable-http");
     let stateless = support::python_server("stateless-json");
     let sse = support::python_server("sse");
-    let a = probe_matches_python_client(&streamable, "/mcp", "streamable-http").await;
-    let b = probe_matches_python_client(&stateless, "/mcp", "streamable-http").await;
-    let c = probe_matches_python_client(&sse, "/sse", "sse").await;
+    // The Python SDK 2.3 serves both eras over Streamable HTTP (the probe speaks the modern
+    // one); legacy SSE has only the handshake.
+    let a = probe_matches_python_client(&streamable, "/mcp", "streamable-http", "2026-07-28").await;
+    let b = probe_matches_python_client(&stateless, "/mcp", "streamable-http", "2026-07-28").await;
+    let c = probe_matches_python_client(&sse, "/sse", "sse", "2025-11-25").await;
     assert_eq!(a.tool_count, 4);
     assert_eq!((a.resource_count, a.prompt_count), (1, 1));
     // Same tools over three transports: same hashes, same digest.
