@@ -156,7 +156,7 @@ impl PendingAudit {
         } else if method == "tools/call" {
             msg.get("params").and_then(|p| p.get("arguments")).cloned()
         } else {
-            msg.get("params").cloned()
+            msg.get("params").map(without_envelope)
         };
         PendingAudit {
             principal: principal.to_owned(),
@@ -240,6 +240,28 @@ impl PendingAudit {
         }
         log.write(Value::Object(rec).to_string());
     }
+}
+
+/// `params` without the modern era's `_meta` envelope (protocol version, client
+/// capabilities and info: the record has `era` and `protocolVersion`), so one request
+/// is recorded alike in both eras; `_meta` goes when nothing else is left in it.
+fn without_envelope(params: &Value) -> Value {
+    let mut params = params.clone();
+    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        for key in [
+            crate::mcp_http::era::META_PROTOCOL_VERSION,
+            crate::mcp_http::era::META_CLIENT_CAPABILITIES,
+            crate::mcp_http::era::META_CLIENT_INFO,
+        ] {
+            meta.remove(key);
+        }
+        if meta.is_empty()
+            && let Some(obj) = params.as_object_mut()
+        {
+            obj.remove("_meta");
+        }
+    }
+    params
 }
 
 /// Lowercase hex SHA-256 of a value's canonical JSON (keys sorted, no whitespace).
@@ -383,6 +405,21 @@ mod tests {
         // Empty entries (a redactKeys of "-") never hide everything.
         assert!(!is_redacted("user", &[normalise_key("-")]));
         assert!(is_redacted("patient-SSN", &[normalise_key("ssn")]));
+    }
+
+    #[test]
+    fn the_modern_envelope_is_not_audited() {
+        let modern = json!({"cursor": "c", "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "x"}}});
+        assert_eq!(without_envelope(&modern), json!({"cursor": "c"}));
+        let traced = json!({"_meta": {"progressToken": 1,
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}});
+        assert_eq!(
+            without_envelope(&traced),
+            json!({"_meta": {"progressToken": 1}})
+        );
     }
 
     #[test]
