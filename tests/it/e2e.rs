@@ -11,10 +11,12 @@
 //! [`binding`] a binding's `mcp.json` used unmodified by the official Python SDK client
 //! · [`policy`] a denied tool refused and audited · [`pinning`] a changed tool
 //! definition raises ToolsChanged and is refused under Enforce · [`deletion`] deleting
-//! an McpServer stops its processes.
+//! an McpServer stops its processes · [`eras`] a modern-only (2026-07-28) server Ready
+//! with its tools and era.
 
 mod binding;
 mod deletion;
+mod eras;
 mod examples;
 mod pinning;
 mod policy;
