@@ -7,6 +7,7 @@ mod cli;
 mod controller;
 mod crds;
 mod e2e;
+mod eras;
 mod gateway;
 mod hardening;
 mod manifests;

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test module uses a different subset
 
 pub mod control_plane;
+pub mod era_peers;
 pub mod peers;
 pub mod stubs;
 
