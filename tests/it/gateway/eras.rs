@@ -768,3 +768,77 @@ async fn audit_records_are_alike_in_both_eras() {
         assert_eq!(m["protocolVersion"], "2026-07-28");
     }
 }
+
+/// Runs an official client driver (`tests/peers/{py,ts}_era_client.*`) and parses its one
+/// JSON line.
+async fn client_run(program: std::path::PathBuf, script: &str, args: Vec<String>) -> Value {
+    let script = support::repo_path(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(program)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("running the client driver")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "not one JSON line: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_modern_clients_get_the_policy_through_the_gateway() {
+    let upstream = ts_era_server(true);
+    let cfg = config(json!({"auth": "None", "toolPrefix": "x_", "policy": {"deny": ["add"]}}));
+    let gw = GatewayProcess::start(&upstream.url("/mcp"), &cfg, &[]).await;
+    let drivers = [
+        (
+            support::python(),
+            "tests/peers/py_era_client.py",
+            "2026-07-28",
+        ),
+        (support::python(), "tests/peers/py_era_client.py", "auto"),
+        (
+            support::peer_path("bin/node22"),
+            "tests/peers/ts_era_client.cjs",
+            "auto",
+        ),
+    ];
+    for (program, script, mode) in drivers {
+        let args =
+            |tool: &str, a: &str| vec![mode.to_owned(), gw.url(), tool.to_owned(), a.to_owned()];
+        // The client mirrors `region` in Mcp-Param-Region and names x_region_echo in
+        // Mcp-Name; the upstream gets region_echo in both.
+        let run = client_run(
+            program.clone(),
+            script,
+            args("x_region_echo", r#"{"region": "eu", "text": "hi"}"#),
+        )
+        .await;
+        assert_eq!(
+            run["protocolVersion"], "2026-07-28",
+            "{script} {mode}: {run}"
+        );
+        assert_eq!(
+            run["tools"],
+            json!(["x_echo", "x_region_echo"]),
+            "{script} {mode}: {run}"
+        );
+        assert_eq!(
+            run["result"]["content"][0]["text"], "eu: hi",
+            "{script} {mode}: {run}"
+        );
+        let denied = client_run(program, script, args("x_add", r#"{"a": 1, "b": 2}"#)).await;
+        let text = denied.to_string();
+        assert!(
+            text.contains("Denied") && !text.contains("\"3\""),
+            "{script} {mode}: {denied}"
+        );
+    }
+}
