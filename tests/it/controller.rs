@@ -8,13 +8,14 @@ mod bad_input;
 pub(crate) mod binding;
 mod binding_gateway;
 mod eras;
-mod examples;
+pub(crate) mod examples;
 mod faults;
-mod idle;
-mod leader;
-mod lifecycle;
+pub(crate) mod idle;
+pub(crate) mod leader;
+pub(crate) mod lifecycle;
 mod policy;
 mod rbac;
+pub(crate) mod token_review;
 
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
@@ -102,6 +103,77 @@ pub(crate) fn config() -> RunConfig {
     let mut config = RunConfig::new(OPERATOR_NS, IMAGE);
     config.probe_destinations = mcp_operator::prober::DestinationPolicy::allow_loopback();
     config
+}
+
+/// The operator's configuration for `c`: [`config`], watching only the test's namespace
+/// on the real control plane (one control plane serves the whole run).
+pub(crate) fn config_for(c: &crate::support::TestCluster) -> RunConfig {
+    let mut config = config();
+    if c.is_real() {
+        config.watch_namespaces = vec![c.ns.clone()];
+    }
+    config
+}
+
+/// No request of the operator was refused: no reconcile failed as Forbidden, and on the
+/// real control plane the audit log since `mark` holds requests of the operator's
+/// ServiceAccount and none answered 403.
+pub(crate) fn assert_operator_never_refused(
+    c: &crate::support::TestCluster,
+    operator: &Operator,
+    mark: u64,
+) {
+    let metrics = operator.metrics.render();
+    assert!(
+        !metrics.contains("reason=\"Forbidden\""),
+        "a request was refused:\n{metrics}"
+    );
+    let Some(records) = c.audit_since(mark) else {
+        return;
+    };
+    let user = crate::support::test_cluster::service_account_user(OPERATOR_NS, "mcp-operator");
+    let mine: Vec<_> = records.iter().filter(|r| r.user == user).collect();
+    assert!(
+        mine.len() > 10,
+        "the audit log shows the operator's requests as {user}: {} of {}",
+        mine.len(),
+        records.len()
+    );
+    let refused: Vec<_> = mine.iter().filter(|r| r.code == 403).collect();
+    assert!(
+        refused.is_empty(),
+        "the real API server refused the operator (shipped RBAC) {} times: {refused:#?}",
+        refused.len()
+    );
+}
+
+/// Waits for a core v1 Event with `reason` and `message` about McpServer `name`, selected
+/// as `kubectl describe` selects them (field selector on involvedObject).
+pub(crate) async fn wait_core_event(client: &Client, ns: &str, name: &str, reason: &str, message: &str) {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let params = kube::api::ListParams::default().fields(&format!(
+        "involvedObject.kind=McpServer,involvedObject.name={name},involvedObject.namespace={ns}"
+    ));
+    eventually(
+        &format!("core v1 Event {reason} about {ns}/{name}"),
+        60,
+        || {
+            let api = api.clone();
+            let params = params.clone();
+            async move {
+                api.list(&params)
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .any(|e| {
+                        e.reason.as_deref() == Some(reason) && e.message.as_deref() == Some(message)
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await
 }
 
 /// Polls `check` every 50 ms until it returns Some, panicking with `what` after `secs`.

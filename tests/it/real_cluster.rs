@@ -7,6 +7,7 @@
 //! stays).
 
 mod admission;
+mod controller;
 mod crds;
 mod packaging;
 mod teardown;

@@ -12,6 +12,7 @@ use mcp_operator::api::server::Phase;
 use serde::de::DeserializeOwned;
 
 use super::*;
+use crate::support::TestCluster;
 
 /// Waits for child `name` of kind `K` and checks it is owned by `server` and labelled.
 pub(super) async fn owned_child<K>(client: &Client, server: &McpServer, name: &str) -> K
@@ -66,10 +67,17 @@ pub(super) async fn all_children(client: &Client, server: &McpServer) {
 
 #[tokio::test]
 async fn every_example_reconciles_to_its_children_and_status() {
-    let (_api, client) = cluster().await;
-    let ns = "examples";
-    namespace(&client, ns).await;
-    let operator = Operator::start(client.clone(), config());
+    every_example_reconciles(&TestCluster::embedded("examples").await).await;
+}
+
+/// The body of [`every_example_reconciles_to_its_children_and_status`], on either API
+/// server (`real_cluster::controller` runs it on the real control plane, the operator
+/// under the shipped RBAC). The test plays the Deployment controller on both.
+pub(crate) async fn every_example_reconciles(c: &TestCluster) {
+    let client = c.client.clone();
+    let ns = c.ns.as_str();
+    let mark = c.audit_mark();
+    let operator = Operator::start(c.operator_client().await, config_for(c));
     let mut names = Vec::new();
     for file in [
         "01-stdio-everything.yaml",
@@ -108,7 +116,23 @@ async fn every_example_reconciles_to_its_children_and_status() {
         assert!(
             created.contains("Deployment") || created.contains("Service") || !created.is_empty()
         );
+        // What `kubectl describe` and `kubectl get events` read: core v1 Events selected
+        // by involvedObject.
+        wait_core_event(&client, ns, name, "Created", &created).await;
     }
+    let described = c
+        .kubectl_output(&["describe", "mcpserver", &names[0], "-n", ns])
+        .await;
+    let events = described
+        .split_once("\nEvents:")
+        .unwrap_or_else(|| panic!("kubectl describe shows no Events section:\n{described}"))
+        .1;
+    assert!(
+        events.contains("Created") && events.contains("mcp-operator"),
+        "kubectl describe mcpserver {} shows the operator's Events:\n{described}",
+        names[0]
+    );
+    assert_operator_never_refused(c, &operator, mark);
     operator.stop().await.expect("clean shutdown");
 }
 

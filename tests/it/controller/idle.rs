@@ -6,6 +6,7 @@ use k8s_openapi::api::{
 };
 
 use super::*;
+use crate::support::TestCluster;
 
 /// resourceVersions of every object the operator touches in `ns`.
 async fn versions(client: &Client, ns: &str) -> Vec<(String, String)> {
@@ -34,11 +35,17 @@ async fn versions(client: &Client, ns: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn settled_cluster_sees_zero_writes() {
+    settled_operator_makes_no_writes(&TestCluster::embedded("idle").await).await;
+}
+
+/// The body of [`settled_cluster_sees_zero_writes`], on either server; on the real
+/// control plane the API server's audit log counts the operator's writes too.
+pub(crate) async fn settled_operator_makes_no_writes(c: &TestCluster) {
     let peer = crate::support::server_everything("streamableHttp");
-    let (_api, client) = cluster().await;
-    let ns = "idle";
-    namespace(&client, ns).await;
-    let operator = Operator::start(client.clone(), config());
+    let client = c.client.clone();
+    let ns = c.ns.as_str();
+    let start = c.audit_mark();
+    let operator = Operator::start(c.operator_client().await, config_for(c));
     let container_spec = json!({
         "transport": "Stdio",
         "container": {"image": "node:22-alpine", "command": ["npx", "server-memory"]},
@@ -52,6 +59,9 @@ async fn settled_cluster_sees_zero_writes() {
     create_server(&client, ns, "bad", bad).await;
     make_available(&client, ns, "memory").await;
     wait_condition(&client, ns, "memory", "Available", "True", None).await;
+    // Probes run beside the reconciles: the first one's report (its gateway has no
+    // pod here) lands after Available.
+    wait_condition(&client, ns, "memory", "Reachable", "False", None).await;
     wait_condition(&client, ns, "remote", "ToolsDiscovered", "True", None).await;
     wait_condition(
         &client,
@@ -78,8 +88,30 @@ async fn settled_cluster_sees_zero_writes() {
     }
     let before = versions(&client, ns).await;
     let writes_before = operator.metrics.writes();
+    let mark = c.audit_mark();
     // The measured period.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Some(records) = c.audit_since(mark) {
+        let user = crate::support::test_cluster::service_account_user(OPERATOR_NS, "mcp-operator");
+        let writes: Vec<_> = records
+            .iter()
+            .filter(|r| r.user == user && r.is_write())
+            .collect();
+        assert!(
+            writes.is_empty(),
+            "the API server saw writes while idle: {writes:#?}"
+        );
+        let settled_writes = c
+            .audit_since(start)
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.user == user && r.is_write())
+            .count();
+        assert!(
+            settled_writes > 0,
+            "the audit log counts the operator's writes"
+        );
+    }
     assert_eq!(
         operator.metrics.writes(),
         writes_before,
@@ -97,5 +129,6 @@ async fn settled_cluster_sees_zero_writes() {
     assert_eq!(now.metadata.annotations, created.metadata.annotations);
     assert_eq!(now.metadata.finalizers, None, "no finalizers");
     assert_eq!(now.metadata.generation, created.metadata.generation);
+    assert_operator_never_refused(c, &operator, start);
     operator.stop().await.expect("clean shutdown");
 }

@@ -5,9 +5,10 @@ use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
 use mcp_operator::controller::leader::LeaseSettings;
 
 use super::{examples::all_children, *};
+use crate::support::TestCluster;
 
-fn elected(identity: &str) -> RunConfig {
-    let mut cfg = config();
+fn elected(c: &TestCluster, identity: &str) -> RunConfig {
+    let mut cfg = config_for(c);
     cfg.pod_name = Some(identity.into());
     let mut lease = LeaseSettings::new(OPERATOR_NS, identity);
     lease.duration_secs = 3;
@@ -28,16 +29,23 @@ async fn holder(client: &Client) -> Option<String> {
 
 #[tokio::test]
 async fn only_the_leader_writes_and_hands_over() {
-    let (_api, client) = cluster().await;
-    namespace(&client, OPERATOR_NS).await;
-    let ns = "ha";
-    namespace(&client, ns).await;
-    let a = Operator::start(client.clone(), elected("a"));
+    let c = TestCluster::embedded("ha").await;
+    namespace(&c.client, OPERATOR_NS).await;
+    leader_hands_over(&c).await;
+}
+
+/// The body of [`only_the_leader_writes_and_hands_over`], on either server (the Lease
+/// lives in the operator's namespace, which must exist).
+pub(crate) async fn leader_hands_over(c: &TestCluster) {
+    let client = c.client.clone();
+    let ns = c.ns.as_str();
+    let mark = c.audit_mark();
+    let a = Operator::start(c.operator_client().await, elected(c, "a"));
     eventually("a holds the Lease", 30, || async {
         (holder(&client).await.as_deref() == Some("a")).then_some(())
     })
     .await;
-    let b = Operator::start(client.clone(), elected("b"));
+    let b = Operator::start(c.operator_client().await, elected(c, "b"));
     let server = create_server(
         &client,
         ns,
@@ -74,5 +82,6 @@ async fn only_the_leader_writes_and_hands_over() {
     })
     .await;
     assert!(b.metrics.writes() > 0);
+    assert_operator_never_refused(c, &b, mark);
     b.stop().await.expect("b stops");
 }

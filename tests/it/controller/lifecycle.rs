@@ -10,6 +10,7 @@ use k8s_openapi::api::{
 use kube::api::DeleteParams;
 
 use super::{examples::all_children, *};
+use crate::support::TestCluster;
 
 fn memory_spec(replicas: i32) -> Value {
     json!({
@@ -46,10 +47,17 @@ async fn all_gone(client: &Client, ns: &str, name: &str) {
 
 #[tokio::test]
 async fn spec_changes_update_prune_and_delete_children() {
-    let (_api, client) = cluster().await;
-    let ns = "lifecycle";
-    namespace(&client, ns).await;
-    let operator = Operator::start(client.clone(), config());
+    spec_changes_and_deletion(&TestCluster::embedded("lifecycle").await).await;
+}
+
+/// The body of [`spec_changes_update_prune_and_delete_children`], on either server. The
+/// operator is stopped before the McpServer is deleted: the children go because the
+/// garbage collector (ours, or kube-controller-manager's) follows their ownerReferences.
+pub(crate) async fn spec_changes_and_deletion(c: &TestCluster) {
+    let client = c.client.clone();
+    let ns = c.ns.as_str();
+    let mark = c.audit_mark();
+    let operator = Operator::start(c.operator_client().await, config_for(c));
     let servers: Api<McpServer> = Api::namespaced(client.clone(), ns);
 
     let memory = create_server(&client, ns, "memory", memory_spec(1)).await;
@@ -90,19 +98,28 @@ async fn spec_changes_update_prune_and_delete_children() {
         .await
         .unwrap();
     all_gone(&client, ns, "catalogue").await;
-    let s = wait_condition(&client, ns, "catalogue", "Accepted", "True", None).await;
-    let st = s.status.unwrap();
-    assert!(st.deployment_name.is_none() && st.service_name.is_none());
+    // The children go before the status says so (the real server is slower to show it).
+    let st = eventually(
+        "catalogue's status names no Deployment or Service",
+        60,
+        || async {
+            let s = wait_condition(&client, ns, "catalogue", "Accepted", "True", None).await;
+            let st = s.status?;
+            (st.deployment_name.is_none() && st.service_name.is_none()).then_some(st)
+        },
+    )
+    .await;
     assert_eq!(st.url.as_deref(), Some("http://127.0.0.1:9/mcp"));
     assert!(find_condition(&st.conditions, "Available").is_none());
     wait_event(&client, ns, "catalogue", "Deleted").await;
 
+    assert_operator_never_refused(c, &operator, mark);
+    operator.stop().await.expect("clean shutdown");
     servers
         .delete("memory", &DeleteParams::default())
         .await
         .unwrap();
     all_gone(&client, ns, "memory").await;
-    operator.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]

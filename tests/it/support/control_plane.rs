@@ -57,6 +57,22 @@ done
 rm -rf "$1"
 kill -KILL 0"#;
 
+/// What the API server's audit log records: every request at `Metadata` level (verb,
+/// user, object, response code) except those of the control plane's own components and
+/// health and discovery paths, so that tests can count an operator's writes and refusals.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: [system:apiserver, system:kube-controller-manager]
+- level: None
+  userGroups: [system:serviceaccounts:kube-system]
+- level: None
+  nonResourceURLs: ['/readyz*', '/livez*', '/healthz*', '/version', '/openapi*', '/api', '/apis', '/apis/*']
+- level: Metadata
+";
+
 /// `.peers/control-plane/bin` (under `$MCP_OPERATOR_PEERS` when set).
 pub fn control_plane_bin() -> PathBuf {
     peers_dir().join("control-plane/bin")
@@ -72,6 +88,9 @@ pub struct ControlPlane {
     pub dir: PathBuf,
     /// The CA that signed the API server's serving certificate.
     pub ca_file: PathBuf,
+    /// The API server's audit log (JSON lines, [`AUDIT_POLICY`]): who asked what, and the
+    /// answer's code.
+    pub audit_log: PathBuf,
     /// How long the start took.
     pub startup: Duration,
     /// The keeper's stdin: closed when this process exits, which stops everything.
@@ -154,7 +173,7 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
 }
 
 /// `<test>-<n>`: a DNS label unique in this run.
-fn namespace_name(test: &str) -> String {
+pub fn namespace_name(test: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let mut base: String = test
@@ -248,7 +267,10 @@ async fn start() -> Result<ControlPlane, String> {
         .args([
             "--service-cluster-ip-range=10.96.0.0/16",
             "--profiling=false",
-        ]);
+        ])
+        .arg(format!("--audit-policy-file={}", d("audit-policy.yaml")))
+        .arg(format!("--audit-log-path={}", d("audit.log")))
+        .args(["--audit-log-mode=blocking", "--audit-log-maxsize=0"]);
     group.spawn("kube-apiserver", apiserver)?;
     let kubeconfig = dir.join("admin.kubeconfig");
     write_kubeconfig(&kubeconfig, &url, &files.ca, &files.admin_token)?;
@@ -288,6 +310,7 @@ async fn start() -> Result<ControlPlane, String> {
     Ok(ControlPlane {
         url,
         kubeconfig,
+        audit_log: dir.join("audit.log"),
         ca_file: files.ca,
         dir,
         startup: began.elapsed(),
@@ -467,6 +490,8 @@ impl Files {
             ),
         )
         .map_err(|e| format!("tokens.csv: {e}"))?;
+        std::fs::write(dir.join("audit-policy.yaml"), AUDIT_POLICY)
+            .map_err(|e| format!("audit-policy.yaml: {e}"))?;
         Ok(Files {
             ca: dir.join("ca.crt"),
             admin_token,

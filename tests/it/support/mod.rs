@@ -10,7 +10,9 @@ pub mod control_plane;
 pub mod era_peers;
 pub mod peers;
 pub mod stubs;
+pub mod test_cluster;
 
 pub use control_plane::*;
 pub use peers::*;
 pub use stubs::*;
+pub use test_cluster::TestCluster;
