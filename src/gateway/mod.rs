@@ -7,9 +7,11 @@
 //!
 //! Design: an HTTP-level pass-through proxy. Upstream sessions, event ids and the MCP
 //! headers (`Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`) travel unchanged
-//! both ways; request bodies are parsed once, and only what policy needs is rewritten:
-//! `tools/list` results (filtered and prefixed, in JSON and in SSE responses, on POST and
-//! GET streams alike) and `tools/call` names (prefix stripped). Unknown methods and
+//! both ways; both protocol eras pass, the modern era's routing headers checked against
+//! the body and forwarded ([`routing`]); request bodies are parsed once, and only what
+//! policy needs is rewritten: `tools/list` results (filtered and prefixed, in JSON and in SSE responses, on POST and
+//! GET streams alike; `cacheScope: private` when lists differ by caller) and `tools/call`
+//! names (prefix stripped, in the body and in `Mcp-Name`). Unknown methods and
 //! notifications pass through untouched. SSE responses stream through event by event.
 //! Sessions are the upstream's, but the gateway records who opened each one and serves
 //! it to nobody else ([`sessions`]).
