@@ -6,4 +6,5 @@
 //! bridge and bridge + gateway.
 
 mod conformance;
+mod matrix;
 mod peers;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::peers::{PeerProcess, free_port, loopback_preload, node, peer_path, python, repo_path};
 
 /// How long one client run may take before it is killed and reported as an error.
-const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
+const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 /// At most this much of a client's output is kept.
 const OUTPUT_LIMIT: usize = 1 << 20;
 
