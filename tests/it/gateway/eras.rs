@@ -26,10 +26,13 @@ const AGENT: &str = "tok-eras-agent-7c1d";
 const OTHER: &str = "tok-eras-other-90aa";
 const PROBE: &str = "tok-eras-probe-51e0";
 
-/// What an upstream received: each request's headers (lowercase names, every value) and
-/// body.
+/// One request as an upstream received it: its headers (lowercase names, every value)
+/// and body.
+pub type Received = (Vec<(String, String)>, Value);
+
+/// What an upstream received.
 #[derive(Clone, Default)]
-pub struct Seen(Arc<Mutex<Vec<(Vec<(String, String)>, Value)>>>);
+pub struct Seen(Arc<Mutex<Vec<Received>>>);
 
 impl Seen {
     fn push(&self, headers: &HeaderMap, body: &[u8]) {
@@ -45,7 +48,7 @@ impl Seen {
     }
 
     /// The requests so far whose body has `method`.
-    pub fn with_method(&self, method: &str) -> Vec<(Vec<(String, String)>, Value)> {
+    pub fn with_method(&self, method: &str) -> Vec<Received> {
         self.0
             .lock()
             .unwrap()
@@ -567,7 +570,7 @@ async fn input_required_results_and_listen_streams_pass_through() {
     );
     let started = std::time::Instant::now();
     let resp = http()
-        .post(&gw.url())
+        .post(gw.url())
         .bearer_auth(AGENT)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
