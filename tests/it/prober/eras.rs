@@ -236,3 +236,37 @@ async fn http_405_and_501_to_the_post_are_not_mcp_server() {
         assert_eq!(report.attempts, 1, "{status}: not retried");
     }
 }
+
+#[test]
+fn probe_call_runs_a_tool_after_the_probe() {
+    let peer = ts_era_server(true);
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+        .args([
+            "probe",
+            "-o",
+            "json",
+            "--call",
+            r#"add={"a": 2, "b": 3}"#,
+            "--call",
+            "nope",
+        ])
+        .arg(peer.url("/mcp"))
+        .output()
+        .expect("running the probe");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(
+        report["inventory"]["serverInfo"]["era"], "Modern",
+        "{report}"
+    );
+    assert_eq!(
+        report["calls"][0],
+        json!({"name": "add", "isError": false, "text": "5"})
+    );
+    // An unknown tool (-32602 from the SDK): the call fails and the exit status says so.
+    assert_eq!(report["calls"][1]["name"], "nope", "{report}");
+    assert_eq!(
+        report["calls"][1]["error"]["code"], "ProtocolError",
+        "{report}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
