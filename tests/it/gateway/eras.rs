@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::harness::{Answer, GatewayProcess, Mcp, config, hash, http, sse_messages};
 use crate::support;
+use crate::support::era_peers::{EraServer, node22};
 
 const AGENT: &str = "tok-eras-agent-7c1d";
 const OTHER: &str = "tok-eras-other-90aa";
@@ -606,30 +607,6 @@ async fn input_required_results_and_listen_streams_pass_through() {
     assert_eq!(r["outcome"], "allowed", "{r}");
 }
 
-/// Starts a Python SDK 2.3 era server (`dual` or `modern-only`) on a free port.
-fn python_era_server(kind: &str) -> support::PeerProcess {
-    let port = support::free_port();
-    let mut cmd = Command::new(support::python());
-    cmd.arg(support::repo_path("tests/peers/py_era_server.py"))
-        .arg(kind)
-        .arg("streamable-http")
-        .arg(port.to_string());
-    support::PeerProcess::spawn(&format!("python era server {kind}"), cmd, port)
-}
-
-/// Starts the TypeScript SDK v2 era server (`--modern-only` when asked) on a free port.
-fn ts_era_server(modern_only: bool) -> support::PeerProcess {
-    let port = support::free_port();
-    let mut cmd = Command::new(support::peer_path("bin/node22"));
-    cmd.arg(support::repo_path("tests/peers/ts_era_server.cjs"))
-        .arg("http")
-        .env("PORT", port.to_string());
-    if modern_only {
-        cmd.arg("--modern-only");
-    }
-    support::PeerProcess::spawn("ts era server", cmd, port)
-}
-
 /// A modern-only upstream behind the gateway with a prefix and a deny rule: the denied
 /// tool is hidden and refused, the rewritten request (name and `Mcp-Name`, `Mcp-Param-*`
 /// unchanged) is accepted by the real server.
@@ -674,19 +651,19 @@ async fn modern_only_upstream_accepts_the_rewritten_request(upstream: &support::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_modern_only_server_accepts_the_rewritten_request() {
-    let upstream = python_era_server("modern-only");
+    let upstream = EraServer::PyModernOnly.http();
     modern_only_upstream_accepts_the_rewritten_request(&upstream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typescript_modern_only_server_accepts_the_rewritten_request() {
-    let upstream = ts_era_server(true);
+    let upstream = EraServer::TsModernOnly.http();
     modern_only_upstream_accepts_the_rewritten_request(&upstream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pins_are_checked_for_stateless_calls() {
-    let upstream = python_era_server("modern-only");
+    let upstream = EraServer::PyModernOnly.http();
     // The pins: the definitions as the upstream lists them.
     let mut direct = Modern::new(&upstream.url("/mcp"), None);
     let list = direct.request("tools/list", json!({})).await;
@@ -713,7 +690,7 @@ async fn pins_are_checked_for_stateless_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_records_are_alike_in_both_eras() {
-    let upstream = python_era_server("dual");
+    let upstream = EraServer::PyDual.http();
     let cfg = policy_config(json!({"policy": {"deny": ["add"], "audit": {"level": "Hashes"}}}));
     let gw = GatewayProcess::start(&upstream.url("/mcp"), &cfg, &[]).await;
     let mut legacy = Mcp::new(&gw.url(), Some(AGENT));
@@ -797,7 +774,7 @@ async fn client_run(program: std::path::PathBuf, script: &str, args: Vec<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_modern_clients_get_the_policy_through_the_gateway() {
-    let upstream = ts_era_server(true);
+    let upstream = EraServer::TsModernOnly.http();
     let cfg = config(json!({"auth": "None", "toolPrefix": "x_", "policy": {"deny": ["add"]}}));
     let gw = GatewayProcess::start(&upstream.url("/mcp"), &cfg, &[]).await;
     let drivers = [
@@ -807,11 +784,7 @@ async fn official_modern_clients_get_the_policy_through_the_gateway() {
             "2026-07-28",
         ),
         (support::python(), "tests/peers/py_era_client.py", "auto"),
-        (
-            support::peer_path("bin/node22"),
-            "tests/peers/ts_era_client.cjs",
-            "auto",
-        ),
+        (node22().into(), "tests/peers/ts_era_client.cjs", "auto"),
     ];
     for (program, script, mode) in drivers {
         let args =
