@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::child::ChildConfig;
 use super::metrics::ChildMetrics;
-use super::mux::{Mux, SessionKey};
+use super::mux::{ClientEra, Mux, SessionKey};
 use super::supervisor::{StopHandle, supervise};
 use crate::mcp_http::streamable::{Backend, BackendError, BackendSession, Outbox};
 
@@ -90,7 +90,10 @@ impl Backend for SharedBackend {
         outbox: Arc<Outbox>,
     ) -> Result<(MuxSession, Value), BackendError> {
         let response = self.process.mux.initialize_response(&initialize)?;
-        let key = self.process.mux.attach(outbox);
+        let key = self
+            .process
+            .mux
+            .attach(outbox, ClientEra::legacy(&initialize));
         Ok((
             MuxSession {
                 process: self.process.clone(),
@@ -99,6 +102,21 @@ impl Backend for SharedBackend {
             },
             response,
         ))
+    }
+
+    fn serves_stateless(&self) -> bool {
+        true
+    }
+
+    /// Like a client `initialize`, a session-less request does not wait for a process
+    /// that is (re)starting: it is answered -32002 at once.
+    async fn open_stateless(&self, outbox: Arc<Outbox>) -> Result<MuxSession, BackendError> {
+        let key = self.process.mux.attach(outbox, ClientEra::Modern);
+        Ok(MuxSession {
+            process: self.process.clone(),
+            key,
+            owns_process: false,
+        })
     }
 
     fn is_ready(&self) -> bool {
@@ -214,7 +232,7 @@ impl Backend for PerSessionBackend {
                 return Err(e);
             }
         };
-        let key = process.mux.attach(outbox);
+        let key = process.mux.attach(outbox, ClientEra::legacy(&initialize));
         Ok((
             MuxSession {
                 process,
@@ -223,6 +241,21 @@ impl Backend for PerSessionBackend {
             },
             response,
         ))
+    }
+
+    fn serves_stateless(&self) -> bool {
+        true
+    }
+
+    /// A session-less request gets a process of its own, stopped with its answer.
+    async fn open_stateless(&self, outbox: Arc<Outbox>) -> Result<MuxSession, BackendError> {
+        let process = self.pool.take().await?;
+        let key = process.mux.attach(outbox, ClientEra::Modern);
+        Ok(MuxSession {
+            process,
+            key,
+            owns_process: true,
+        })
     }
 
     fn is_ready(&self) -> bool {

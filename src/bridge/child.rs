@@ -1,6 +1,17 @@
 //! One stdio MCP server process: spawning it, the single writer task to its stdin, its
-//! stderr copied to the log (target `bridge::child`, never to clients), the `initialize`
-//! handshake, and reading its stdout line by line.
+//! stderr copied to the log (target `bridge::child`, never to clients), the handshake
+//! that finds the child's protocol era, and reading its stdout line by line.
+//!
+//! The handshake is the official clients' `auto` negotiation: `server/discover` first (with
+//! a complete `_meta` envelope), `initialize` when the child does not answer it with a
+//! modern version (any error, a result listing no modern version, or no answer within
+//! [`DISCOVER_TIMEOUT`]). Discover must come first: the Python SDK's dual stdio server
+//! locks a connection to the era of its first request, so a modern-only child could never
+//! be reached after an `initialize`. A dual child is therefore served in the modern era.
+//! Some legacy servers exit on any request before `initialize`: when a child ends (or stays
+//! silent) before answering `server/discover`, the next start of that command goes
+//! straight to `initialize` ([`EraHint`]), and back to discovering when an `initialize` is
+//! refused (a modern-only child that ended for another reason).
 //!
 //! The child is not trusted: stdout is read in lines of at most `--max-line-bytes`
 //! ([`BoundedLines`]); a longer line, a line that is not UTF-8 or not JSON is a protocol
@@ -18,19 +29,25 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
+use super::eras::{ChildEra, modern_versions_of};
 use super::error::BridgeError;
 use super::lines::{BoundedLines, Line};
 use super::metrics::{ChildMetrics, ProtocolError};
-use crate::mcp_http::{KNOWN_PROTOCOL_VERSIONS, jsonrpc};
+use crate::mcp_http::{era, jsonrpc};
 
-/// How long a fresh process may take to answer `initialize`.
+/// How long a fresh process may take for the whole handshake.
 const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the handshake waits for an answer to `server/discover` before it tries
+/// `initialize` (a legacy server may ignore requests that come before `initialize`).
+pub const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a process may take to exit after its stdin closed, before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// Lines queued for the writer task.
 const WRITE_QUEUE: usize = 4096;
+/// The id of the bridge's own `server/discover`.
+pub const DISCOVER_ID: u64 = 0;
 /// The id of the bridge's own `initialize`; multiplexed ids start above it.
-pub const INITIALIZE_ID: u64 = 0;
+pub const INITIALIZE_ID: u64 = 1;
 /// Default `--max-line-bytes`: the longest stdout line (one JSON-RPC message) taken.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
 /// Stderr lines are logged up to this many bytes (the rest of a line is cut).
@@ -51,6 +68,27 @@ pub struct ChildConfig {
     pub max_line_bytes: usize,
     /// Counters shared by every process of this bridge.
     pub metrics: Arc<ChildMetrics>,
+    /// What earlier handshakes of this command taught (shared by its processes).
+    pub hint: Arc<EraHint>,
+}
+
+/// Whether the next handshake skips `server/discover` (set when a child ended or stayed
+/// silent before answering it).
+#[derive(Debug, Default)]
+pub struct EraHint {
+    skip_discover: std::sync::atomic::AtomicBool,
+}
+
+impl EraHint {
+    fn skip_discover(&self) -> bool {
+        self.skip_discover
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_skip_discover(&self, skip: bool) {
+        self.skip_discover
+            .store(skip, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl ChildConfig {
@@ -60,6 +98,7 @@ impl ChildConfig {
             command,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             metrics: Arc::default(),
+            hint: Arc::default(),
         }
     }
 }
@@ -67,17 +106,34 @@ impl ChildConfig {
 /// Serialized JSON-RPC lines for the writer task.
 pub type LineSender = mpsc::Sender<Vec<u8>>;
 
-/// A running, initialized process.
+/// A running process whose handshake succeeded.
 pub struct RunningChild {
     process: Child,
     writer: Option<LineSender>,
     stdout: BoundedLines<ChildStdout>,
     max_line_bytes: usize,
     metrics: Arc<ChildMetrics>,
-    /// The `result` of the process's `initialize` answer.
-    pub initialize_result: Value,
+    hint: Arc<EraHint>,
+    /// What the handshake found: the child's era and its `initialize` or discover result.
+    pub era: ChildEra,
     /// Its process id (for logs and tests).
     pub pid: Option<u32>,
+}
+
+/// The modern era a `server/discover` answer shows: a result listing a modern version the
+/// bridge knows (the newest is used).
+fn modern_era(answer: &Value) -> Option<ChildEra> {
+    let result = answer.get("result").filter(|r| r.is_object())?;
+    let version = modern_versions_of(result).pop()?;
+    Some(ChildEra::Modern {
+        discover: result.clone(),
+        version,
+    })
+}
+
+/// The bridge's `clientInfo` in its handshake.
+fn bridge_info() -> Value {
+    json!({"name": "mcp-operator-bridge", "version": env!("CARGO_PKG_VERSION")})
 }
 
 /// One JSON-RPC message as a line for the child's stdin.
@@ -88,7 +144,7 @@ pub fn encode_line(message: &Value) -> Vec<u8> {
 }
 
 impl RunningChild {
-    /// Starts the process and performs the `initialize` handshake (newest known version).
+    /// Starts the process and performs the handshake (see the module).
     pub async fn start(config: &ChildConfig) -> Result<Self, BridgeError> {
         let command = &config.command;
         let mut process = Command::new(&command.program)
@@ -122,24 +178,41 @@ impl RunningChild {
             stdout: BoundedLines::new(stdout, config.max_line_bytes),
             max_line_bytes: config.max_line_bytes,
             metrics: config.metrics.clone(),
-            initialize_result: Value::Null,
+            hint: config.hint.clone(),
+            era: ChildEra::Legacy {
+                initialize: Value::Null,
+            },
             pid,
         };
-        child.initialize_result = tokio::time::timeout(INITIALIZE_TIMEOUT, child.handshake())
+        child.era = tokio::time::timeout(INITIALIZE_TIMEOUT, child.handshake())
             .await
             .map_err(|_| BridgeError::InitializeTimeout(INITIALIZE_TIMEOUT))??;
         Ok(child)
     }
 
-    async fn handshake(&mut self) -> Result<Value, BridgeError> {
-        let newest = KNOWN_PROTOCOL_VERSIONS
-            .last()
-            .copied()
-            .unwrap_or("2025-11-25");
+    async fn handshake(&mut self) -> Result<ChildEra, BridgeError> {
+        // Discover still unanswered when initialize goes out (it timed out).
+        let mut probing = false;
+        if !self.hint.skip_discover() {
+            match self.discover().await {
+                Ok(Some(answer)) => {
+                    if let Some(era) = modern_era(&answer) {
+                        return Ok(era);
+                    }
+                }
+                Ok(None) => probing = true,
+                Err(e) => {
+                    // Ended before answering: perhaps a server that exits on an unknown
+                    // request before initialize.
+                    self.hint.set_skip_discover(true);
+                    return Err(e);
+                }
+            }
+        }
         let initialize = json!({
             "jsonrpc": "2.0", "id": INITIALIZE_ID, "method": "initialize",
             "params": {
-                "protocolVersion": newest,
+                "protocolVersion": era::LATEST_LEGACY,
                 // Sessions behind the bridge may offer these; requests for them are routed
                 // to the session that caused them, or refused.
                 "capabilities": {
@@ -147,24 +220,75 @@ impl RunningChild {
                     "sampling": {},
                     "elicitation": {"form": {}, "url": {}}
                 },
-                "clientInfo": {"name": "mcp-operator-bridge", "version": env!("CARGO_PKG_VERSION")}
+                "clientInfo": bridge_info()
             }
         });
         self.send(encode_line(&initialize)).await?;
+        // A late discover answer (a slow start) is kept: when initialize is then refused,
+        // the child locked itself to the modern era and that answer is the handshake.
+        let mut late_discover = None;
+        let message = loop {
+            let message = self.answer_to(&[INITIALIZE_ID, DISCOVER_ID]).await?;
+            if message["id"] == json!(INITIALIZE_ID) {
+                break message;
+            }
+            late_discover = modern_era(&message);
+            probing = false;
+        };
+        if let Some(error) = message.get("error") {
+            if let Some(era) = late_discover {
+                return Ok(era);
+            }
+            // A refused handshake: discover again next time.
+            self.hint.set_skip_discover(false);
+            return Err(BridgeError::InitializeRejected(error.to_string()));
+        }
+        if probing {
+            // Silent to discover, answering initialize: a legacy server that ignores
+            // requests before initialize. Do not make the next start wait for discover.
+            self.hint.set_skip_discover(true);
+        }
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.send(encode_line(&initialized)).await?;
+        Ok(ChildEra::Legacy {
+            initialize: message["result"].clone(),
+        })
+    }
+
+    /// Sends `server/discover` at the newest modern version; its answer, or `None` when
+    /// none came within [`DISCOVER_TIMEOUT`].
+    async fn discover(&mut self) -> Result<Option<Value>, BridgeError> {
+        let mut discover = json!({"jsonrpc": "2.0", "id": DISCOVER_ID, "method": era::DISCOVER});
+        era::stamp_envelope(
+            &mut discover,
+            &era::request_envelope(era::LATEST_MODERN, json!({}), bridge_info()),
+        );
+        self.send(encode_line(&discover)).await?;
+        match tokio::time::timeout(DISCOVER_TIMEOUT, self.answer_to(&[DISCOVER_ID])).await {
+            Ok(answer) => answer.map(Some),
+            Err(_) => {
+                tracing::info!(
+                    pid = self.pid,
+                    "no answer to server/discover yet; trying initialize"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// The child's response to one of the handshake requests `ids` (other messages are
+    /// skipped).
+    async fn answer_to(&mut self, ids: &[u64]) -> Result<Value, BridgeError> {
         loop {
             let (message, _) = self
                 .next_message()
                 .await
                 .ok_or(BridgeError::EndedDuringInitialize)?;
-            if !jsonrpc::is_response(&message) || message["id"] != json!(INITIALIZE_ID) {
-                continue;
+            if jsonrpc::is_response(&message)
+                && message["id"].as_u64().is_some_and(|id| ids.contains(&id))
+            {
+                return Ok(message);
             }
-            if let Some(error) = message.get("error") {
-                return Err(BridgeError::InitializeRejected(error.to_string()));
-            }
-            let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-            self.send(encode_line(&initialized)).await?;
-            return Ok(message["result"].clone());
         }
     }
 

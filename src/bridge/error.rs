@@ -10,11 +10,12 @@ pub enum BridgeError {
         program: String,
         source: std::io::Error,
     },
-    /// The process exited or closed stdout before answering `initialize`.
-    #[error("the MCP server process ended before answering initialize")]
+    /// The process exited or closed stdout before its handshake (`server/discover` or
+    /// `initialize`) was answered.
+    #[error("the MCP server process ended before answering server/discover or initialize")]
     EndedDuringInitialize,
-    /// The process did not answer `initialize` in time.
-    #[error("the MCP server process did not answer initialize within {0:?}")]
+    /// The process did not finish its handshake in time.
+    #[error("the MCP server process did not answer server/discover or initialize within {0:?}")]
     InitializeTimeout(std::time::Duration),
     /// The process answered `initialize` with an error.
     #[error("the MCP server process refused initialize: {0}")]

@@ -2,8 +2,16 @@
 //! fresh child-side id (mapped back on the response, so ids never cross sessions),
 //! progress tokens are rewritten the same way, `notifications/cancelled` follow the
 //! rewrite, server requests go to the one session with requests in flight (or are refused
-//! to the child), and server notifications without a routing key reach every session.
-//! When the process exits, every call in flight fails with a JSON-RPC error.
+//! to the child), and server notifications without a routing key reach every legacy
+//! session. When the process exits, every call in flight fails with a JSON-RPC error.
+//!
+//! Sessions are of either protocol era ([`ClientEra`]): a legacy session per client
+//! `initialize`, a modern one per session-less 2026-07-28 request (attached for that one
+//! request). Whatever the child speaks ([`ChildEra`]), the [`super::eras`] rewrites make
+//! each request and response fit: `initialize` and `server/discover` are answered here from
+//! the child's handshake result, the `_meta` envelope is stripped for a legacy child and
+//! stamped for a modern one, versions the bridge cannot serve get -32022, and a legacy
+//! child's server-to-client request that would have to reach a modern client is refused.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,12 +21,44 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::child::{INITIALIZE_ID, LineSender, encode_line};
+use super::eras::{self, ChildEra};
+use crate::mcp_http::era;
 use crate::mcp_http::jsonrpc::{self, Kind, code};
 use crate::mcp_http::negotiate_version;
 use crate::mcp_http::streamable::{BackendError, Outbox};
 
 /// A session attached to a [`Mux`].
 pub type SessionKey = u64;
+
+/// The protocol era of a session's client.
+#[derive(Debug, Clone)]
+pub enum ClientEra {
+    /// A session opened by `initialize`, with its params (capabilities and `clientInfo`,
+    /// stamped as the `_meta` envelope on its requests when the child is modern).
+    Legacy { initialize_params: Value },
+    /// One session-less 2026-07-28 request: its envelope travels with it.
+    Modern,
+}
+
+impl ClientEra {
+    /// The era of a client whose session starts with `initialize`.
+    pub fn legacy(initialize: &Value) -> Self {
+        ClientEra::Legacy {
+            initialize_params: initialize.get("params").cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// What a response needs before it reaches its client.
+#[derive(Debug, Clone, Copy)]
+enum ResponseFix {
+    /// Same era on both sides.
+    AsIs,
+    /// A legacy child's response to a modern client.
+    ToModern { cacheable: bool },
+    /// A modern child's response to a legacy client.
+    ToLegacy,
+}
 
 /// One process's sessions and the id maps between them and the process.
 pub struct Mux {
@@ -34,8 +74,9 @@ pub struct Mux {
 struct MuxState {
     /// Writer to the running process, `None` while it is down.
     writer: Option<LineSender>,
-    /// `result` of the process's `initialize`, answered to every client `initialize`.
-    initialize_result: Option<Arc<Value>>,
+    /// The running process's era and handshake result (answers every client `initialize`
+    /// and `server/discover` the bridge answers itself).
+    child: Option<Arc<ChildEra>>,
     in_flight: HashMap<u64, InFlight>,
     /// Child-side progress token → (session, the client's token).
     progress: HashMap<u64, (SessionKey, Value)>,
@@ -48,10 +89,12 @@ struct InFlight {
     session: SessionKey,
     client_id: Value,
     progress_token: Option<u64>,
+    fix: ResponseFix,
 }
 
 struct AttachedSession {
     outbox: Arc<Outbox>,
+    client: ClientEra,
     /// Client request id key → child-side id, for requests in flight.
     requests: HashMap<String, u64>,
 }
@@ -94,12 +137,12 @@ impl Mux {
         self.lock().in_flight.len()
     }
 
-    /// The supervisor saw a fresh process answer `initialize`.
-    pub fn child_started(&self, writer: LineSender, initialize_result: Value, pid: Option<u32>) {
+    /// The supervisor saw a fresh process finish its handshake.
+    pub fn child_started(&self, writer: LineSender, child: ChildEra, pid: Option<u32>) {
         {
             let mut state = self.lock();
             state.writer = Some(writer);
-            state.initialize_result = Some(Arc::new(initialize_result));
+            state.child = Some(Arc::new(child));
         }
         self.pid.store(pid.unwrap_or(0).into(), Ordering::Relaxed);
         self.ready.send_replace(true);
@@ -140,34 +183,101 @@ impl Mux {
         }
     }
 
-    /// The answer to a client's `initialize`: the process's cached result, with the
-    /// protocol version negotiated for this client.
-    pub fn initialize_response(&self, request: &Value) -> Result<Value, BackendError> {
-        let cached = self.lock().initialize_result.clone().ok_or_else(|| {
+    fn child(&self) -> Result<Arc<ChildEra>, BackendError> {
+        self.lock().child.clone().ok_or_else(|| {
             BackendError::Unavailable("the MCP server process is not initialized yet".into())
-        })?;
-        let mut result = (*cached).clone();
-        let server_version = result["protocolVersion"].as_str().unwrap_or("2025-11-25");
+        })
+    }
+
+    /// The answer to a client's `initialize`: the process's cached `initialize` result
+    /// with the protocol version negotiated for this client, or for a modern child one
+    /// made from its discover result.
+    pub fn initialize_response(&self, request: &Value) -> Result<Value, BackendError> {
+        let child = self.child()?;
         let requested = request
             .get("params")
             .and_then(|p| p.get("protocolVersion"))
             .and_then(Value::as_str);
-        result["protocolVersion"] = Value::String(negotiate_version(requested, server_version));
+        let result = match &*child {
+            ChildEra::Legacy { initialize } => {
+                let mut result = initialize.clone();
+                let server_version = result["protocolVersion"]
+                    .as_str()
+                    .unwrap_or(era::LATEST_LEGACY);
+                result["protocolVersion"] =
+                    Value::String(negotiate_version(requested, server_version));
+                result
+            }
+            ChildEra::Modern { discover, .. } => {
+                eras::initialize_from_discover(discover, requested)
+            }
+        };
         let id = jsonrpc::id(request).cloned().unwrap_or_default();
         Ok(json!({"jsonrpc": "2.0", "id": id, "result": result}))
     }
 
-    /// Attaches a session whose server messages go to `outbox`.
-    pub fn attach(&self, outbox: Arc<Outbox>) -> SessionKey {
+    /// Attaches a session of `client`'s era whose server messages go to `outbox`.
+    pub fn attach(&self, outbox: Arc<Outbox>, client: ClientEra) -> SessionKey {
         let key = self.next_session.fetch_add(1, Ordering::Relaxed);
         self.lock().sessions.insert(
             key,
             AttachedSession {
                 outbox,
+                client,
                 requests: HashMap::new(),
             },
         );
         key
+    }
+
+    /// Delivers a message the bridge itself answers to session `key`.
+    fn answer(&self, key: SessionKey, message: Value) {
+        let outbox = self.lock().sessions.get(&key).map(|s| s.outbox.clone());
+        if let Some(outbox) = outbox {
+            outbox.deliver(message);
+        }
+    }
+
+    /// Makes a client request fit the child's era. `Err` carries the answer when the
+    /// bridge answers the request itself.
+    fn translate_request(
+        child: &ChildEra,
+        client: &ClientEra,
+        message: &mut Value,
+    ) -> Result<ResponseFix, Value> {
+        let id = || jsonrpc::id(message).cloned().unwrap_or_default();
+        let method = jsonrpc::method(message).unwrap_or_default();
+        match (client, child) {
+            (ClientEra::Modern, child) => {
+                let requested = era::declared_version(message).unwrap_or_default();
+                let served = child.served_modern_versions();
+                if !served.iter().any(|v| v == requested) {
+                    return Err(eras::unsupported_version(id(), requested, &served));
+                }
+                let ChildEra::Legacy { initialize } = child else {
+                    return Ok(ResponseFix::AsIs);
+                };
+                if method == era::DISCOVER {
+                    let result = eras::discover_from_initialize(initialize);
+                    return Err(json!({"jsonrpc": "2.0", "id": id(), "result": result}));
+                }
+                let cacheable = eras::is_cacheable(method);
+                eras::strip_envelope(message);
+                Ok(ResponseFix::ToModern { cacheable })
+            }
+            (ClientEra::Legacy { initialize_params }, ChildEra::Modern { version, .. }) => {
+                if method == "ping" {
+                    return Err(json!({"jsonrpc": "2.0", "id": id(), "result": {}}));
+                }
+                let envelope = eras::legacy_client_envelope(version, initialize_params);
+                era::stamp_envelope(message, &envelope);
+                Ok(ResponseFix::ToLegacy)
+            }
+            (ClientEra::Legacy { .. }, ChildEra::Legacy { .. }) => {
+                eras::strip_envelope(message);
+                Ok(ResponseFix::AsIs)
+            }
+        }
     }
 
     /// Detaches a session; its calls still in flight are cancelled at the process.
@@ -225,11 +335,25 @@ impl Mux {
     async fn send_request(&self, key: SessionKey, mut message: Value) -> Result<(), BackendError> {
         if jsonrpc::method(&message) == Some("initialize") {
             let response = self.initialize_response(&message)?;
-            if let Some(session) = self.lock().sessions.get(&key) {
-                session.outbox.deliver(response);
-            }
+            self.answer(key, response);
             return Ok(());
         }
+        let (child, client) = {
+            let state = self.lock();
+            let client = state.sessions.get(&key).map(|s| s.client.clone());
+            (state.child.clone(), client)
+        };
+        let child = child.ok_or_else(|| {
+            BackendError::Unavailable("the MCP server process is restarting; retry".into())
+        })?;
+        let client = client.ok_or_else(|| BackendError::SessionClosed("detached".into()))?;
+        let fix = match Self::translate_request(&child, &client, &mut message) {
+            Ok(fix) => fix,
+            Err(answer) => {
+                self.answer(key, answer);
+                return Ok(());
+            }
+        };
         let child_id = self.next_child_id.fetch_add(1, Ordering::Relaxed);
         let client_id = message.get_mut("id").map(Value::take).unwrap_or_default();
         let progress_token = message
@@ -261,6 +385,7 @@ impl Mux {
                     session: key,
                     client_id,
                     progress_token: progress_token.map(|(t, _)| t),
+                    fix,
                 },
             );
             writer
@@ -329,11 +454,18 @@ impl Mux {
             }
             state.sessions.get_mut(&f.session).map(|s| {
                 s.requests.remove(&jsonrpc::id_key(&f.client_id));
-                (s.outbox.clone(), f.client_id)
+                (s.outbox.clone(), f.client_id, f.fix)
             })
         };
-        if let Some((outbox, client_id)) = target {
+        if let Some((outbox, client_id, fix)) = target {
             message["id"] = client_id;
+            match fix {
+                ResponseFix::AsIs => {}
+                ResponseFix::ToModern { cacheable } => {
+                    eras::to_modern_response(&mut message, cacheable)
+                }
+                ResponseFix::ToLegacy => eras::to_legacy_response(&mut message),
+            }
             outbox.deliver_sized(message, size);
         }
     }
@@ -371,7 +503,13 @@ impl Mux {
                         .into_iter()
                         .collect()
                 }
-                _ => state.sessions.values().map(|s| s.outbox.clone()).collect(),
+                // Modern clients get no unsolicited notifications on a request's stream.
+                _ => state
+                    .sessions
+                    .values()
+                    .filter(|s| matches!(s.client, ClientEra::Legacy { .. }))
+                    .map(|s| s.outbox.clone())
+                    .collect(),
             }
         };
         if let Some((last, rest)) = outboxes.split_last() {
@@ -397,11 +535,22 @@ impl Mux {
             .iter()
             .filter(|(_, s)| !s.requests.is_empty());
         let target = match (busy.next(), busy.next()) {
-            (Some((key, session)), None) => Some((*key, session.outbox.clone())),
+            (Some((key, session)), None) => Some((
+                *key,
+                session.outbox.clone(),
+                matches!(session.client, ClientEra::Modern),
+            )),
             _ => None,
         };
         match target {
-            Some((key, outbox)) => {
+            Some((_, _, true)) => {
+                let method = jsonrpc::method(&message).unwrap_or_default();
+                let refusal = eras::server_request_refusal(id, method);
+                if let Some(writer) = &state.writer {
+                    let _ = writer.try_send(encode_line(&refusal));
+                }
+            }
+            Some((key, outbox, false)) => {
                 state.server_requests.insert(jsonrpc::id_key(&id), key);
                 drop(state);
                 outbox.deliver_sized(message, size);
@@ -434,7 +583,13 @@ mod tests {
     fn started_mux() -> (Mux, mpsc::Receiver<Vec<u8>>) {
         let mux = Mux::default();
         let (writer, lines) = mpsc::channel(16);
-        mux.child_started(writer, json!({"protocolVersion": "2025-11-25"}), Some(1));
+        mux.child_started(
+            writer,
+            ChildEra::Legacy {
+                initialize: json!({"protocolVersion": "2025-11-25"}),
+            },
+            Some(1),
+        );
         (mux, lines)
     }
 
@@ -456,7 +611,10 @@ mod tests {
     async fn same_client_ids_in_two_sessions_get_distinct_child_ids_and_map_back() {
         let (mux, mut lines) = started_mux();
         let (a, b) = (Arc::new(Outbox::new(8)), Arc::new(Outbox::new(8)));
-        let (ka, kb) = (mux.attach(a.clone()), mux.attach(b.clone()));
+        let (ka, kb) = (
+            mux.attach(a.clone(), ClientEra::legacy(&json!({}))),
+            mux.attach(b.clone(), ClientEra::legacy(&json!({}))),
+        );
         let (mut a_rx, mut b_rx) = (answers(&a, json!(1)), answers(&b, json!(1)));
         let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"tok"}}});
         mux.send(ka, call.clone()).await.unwrap();
@@ -496,7 +654,7 @@ mod tests {
     async fn cancellation_is_rewritten_and_exit_fails_calls_in_flight() {
         let (mux, mut lines) = started_mux();
         let a = Arc::new(Outbox::new(8));
-        let ka = mux.attach(a.clone());
+        let ka = mux.attach(a.clone(), ClientEra::legacy(&json!({})));
         let mut a_rx = answers(&a, json!("x"));
         mux.send(ka, json!({"jsonrpc":"2.0","id":"x","method":"tools/call"}))
             .await
@@ -537,7 +695,10 @@ mod tests {
     async fn server_requests_go_to_the_busy_session_or_are_refused() {
         let (mux, mut lines) = started_mux();
         let (a, b) = (Arc::new(Outbox::new(8)), Arc::new(Outbox::new(8)));
-        let (ka, kb) = (mux.attach(a.clone()), mux.attach(b.clone()));
+        let (ka, kb) = (
+            mux.attach(a.clone(), ClientEra::legacy(&json!({}))),
+            mux.attach(b.clone(), ClientEra::legacy(&json!({}))),
+        );
         let _a_rx = answers(&a, json!(1));
         mux.send(ka, json!({"jsonrpc":"2.0","id":1,"method":"tools/call"}))
             .await

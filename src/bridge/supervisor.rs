@@ -80,12 +80,12 @@ async fn run(mux: Arc<Mux>, config: ChildConfig, mut stop: watch::Receiver<bool>
                 let Some(writer) = child.writer() else {
                     continue;
                 };
-                tracing::info!(pid = child.pid, "MCP server process initialized");
-                mux.child_started(
-                    writer,
-                    std::mem::take(&mut child.initialize_result),
-                    child.pid,
+                tracing::info!(
+                    pid = child.pid,
+                    era = child.era.era().as_str(),
+                    "MCP server process initialized"
                 );
+                mux.child_started(writer, child.era.clone(), child.pid);
                 let stopping = pump(&mux, &mut child, &mut stop).await;
                 let how = child.stop().await;
                 mux.child_exited(&how, !stopping);

@@ -6,6 +6,7 @@
 
 pub mod client;
 mod crash;
+mod eras;
 mod per_session;
 mod routing;
 mod sessions;
@@ -27,7 +28,7 @@ impl Bridge {
     /// until `/readyz` says the process is initialized.
     pub fn start(flags: &[&str], cmd: &[String], env: &[(&str, &str)]) -> Bridge {
         let port = support::free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
+        let mut command = Command::new(bridge_bin());
         command
             .arg("bridge")
             .arg("--listen")
@@ -102,6 +103,13 @@ impl Bridge {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The `mcp-operator` binary the bridge tests run: `$MCP_OPERATOR_BRIDGE_BIN` when set (to
+/// run the tests against another build, e.g. the one before a change), else this build's.
+pub fn bridge_bin() -> std::ffi::OsString {
+    std::env::var_os("MCP_OPERATOR_BRIDGE_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mcp-operator").into())
 }
 
 /// The command running `tests/peers/bridge_stdio_server.py` (echo, pid, slow, crash).

@@ -4,6 +4,10 @@
 //! A POST with requests is answered as `application/json` when the first message routed
 //! to it is its response (the common case, cheapest for clients), and switches to an SSE
 //! stream only when a notification or server request for it arrives first.
+//!
+//! A session-less 2026-07-28 request (no `Mcp-Session-Id`, a `_meta` envelope or
+//! `server/discover`) goes to [`stateless`] when the backend serves them; its JSON error
+//! answers carry the HTTP status the SDKs' servers give them (400, 404 for -32601).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use serde_json::Value;
 
 use super::outbox::{RegisteredRequest, StreamReceiver};
 use super::{Backend, BackendSession, Session, StreamableServer};
+use crate::mcp_http::era::{self, Era};
 use crate::mcp_http::jsonrpc::{self, Kind, code};
 use crate::mcp_http::{KNOWN_PROTOCOL_VERSIONS, PROTOCOL_VERSION, SESSION_ID};
 
@@ -67,6 +72,20 @@ pub async fn post<B: Backend>(
         let init = messages.pop().unwrap_or_default();
         return initialize(&server, init).await;
     }
+    if !is_batch && headers.get(SESSION_ID).is_none() && server.backend.serves_stateless() {
+        let message = messages.pop().unwrap_or_default();
+        match jsonrpc::kind(&message) {
+            Kind::Request if era::is_modern_request(&message) => {
+                return stateless(&server, &headers, message).await;
+            }
+            // The modern wire defines no client notifications (cancelling is closing the
+            // answer stream): acknowledged and dropped.
+            Kind::Notification if declares_modern_version(&headers) => {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            _ => messages.push(message),
+        }
+    }
     if let Some(refusal) = check_protocol_version(&headers) {
         return refusal;
     }
@@ -102,7 +121,7 @@ pub async fn post<B: Backend>(
     // Only the routes hold senders from here on: the channel closes once every request
     // of this POST is answered.
     drop(stream);
-    let guard = PostGuard::new(&server, &session, post, requests);
+    let guard = PostGuard::new(&server, &session, post, requests, None);
     for message in messages {
         let id = (jsonrpc::kind(&message) == Kind::Request)
             .then(|| jsonrpc::id(&message).cloned())
@@ -117,7 +136,156 @@ pub async fn post<B: Backend>(
             ));
         }
     }
-    answer(answers, guard, accepts_event_stream(&headers), is_batch).await
+    answer(
+        answers,
+        guard,
+        accepts_event_stream(&headers),
+        is_batch,
+        false,
+    )
+    .await
+}
+
+/// Whether `MCP-Protocol-Version` names a modern-era version.
+fn declares_modern_version(headers: &HeaderMap) -> bool {
+    headers
+        .get(PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| Era::of_version(v) == Era::Modern)
+}
+
+/// The value of header `name` when it is present exactly once (a repeated routing header
+/// is never trusted).
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().ok(),
+        _ => None,
+    }
+}
+
+/// One session-less 2026-07-28 request: the envelope must be complete (-32602) and the
+/// routing headers must mirror the body (-32020), in that order as the SDKs check them;
+/// then it runs on a session of its own that ends with its answer.
+async fn stateless<B: Backend>(
+    server: &Arc<StreamableServer<B>>,
+    headers: &HeaderMap,
+    message: Value,
+) -> Response {
+    let id = jsonrpc::id(&message).cloned().unwrap_or_default();
+    if server.shutting_down.load(Ordering::SeqCst) {
+        return rpc_error_for(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id,
+            code::UPSTREAM_UNAVAILABLE,
+            "server is shutting down",
+        );
+    }
+    let meta = era::request_meta(&message);
+    let complete = meta.is_some_and(|m| {
+        m.get(era::META_PROTOCOL_VERSION)
+            .is_some_and(Value::is_string)
+            && m.contains_key(era::META_CLIENT_CAPABILITIES)
+    });
+    if !complete {
+        return rpc_error_for(
+            StatusCode::BAD_REQUEST,
+            id,
+            code::INVALID_PARAMS,
+            format!(
+                "params._meta must carry {:?} (a string) and {:?} on a request without a session",
+                era::META_PROTOCOL_VERSION,
+                era::META_CLIENT_CAPABILITIES
+            ),
+        );
+    }
+    if let Err(mismatch) = era::check_routing_headers(&message, |name| single_header(headers, name))
+    {
+        return rpc_error_for(
+            StatusCode::BAD_REQUEST,
+            id,
+            era::code::HEADER_MISMATCH,
+            mismatch.to_string(),
+        );
+    }
+    let limits = super::OutboxLimits {
+        backlog_messages: server.config.get_backlog_limit,
+        bytes: server.config.session_backlog_bytes,
+    };
+    let outbox = Arc::new(super::Outbox::with_limits(
+        limits,
+        server.metrics.outbox.clone(),
+    ));
+    let backend = match server.backend.open_stateless(outbox.clone()).await {
+        Ok(backend) => backend,
+        Err(e) => {
+            return rpc_error_for(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                code::UPSTREAM_UNAVAILABLE,
+                e.to_string(),
+            );
+        }
+    };
+    let session = Arc::new(Session {
+        backend,
+        outbox,
+        last_active_ms: std::sync::atomic::AtomicU64::new(0),
+    });
+    let requests = vec![RegisteredRequest {
+        id: id.clone(),
+        progress_token: jsonrpc::progress_token(&message).map(jsonrpc::id_key),
+    }];
+    let post = server.next_post.fetch_add(1, Ordering::Relaxed);
+    let (stream, answers) = session.outbox.new_stream();
+    if let Err(reason) = session.outbox.register(post, &requests, &stream) {
+        session.close_ephemeral();
+        return rpc_error_for(StatusCode::BAD_REQUEST, id, code::INVALID_REQUEST, reason);
+    }
+    drop(stream);
+    let ephemeral: Arc<dyn Ephemeral> = session.clone();
+    let guard = PostGuard::new(server, &session, post, requests, Some(ephemeral));
+    if let Err(e) = session.backend.send(message).await {
+        session.outbox.deliver(jsonrpc::error_response(
+            id,
+            code::UPSTREAM_UNAVAILABLE,
+            e.to_string(),
+        ));
+    }
+    answer(answers, guard, accepts_event_stream(headers), false, true).await
+}
+
+/// A session that lives for one request ([`stateless`]).
+trait Ephemeral: Send + Sync {
+    fn close_ephemeral(&self);
+}
+
+impl<S: BackendSession> Ephemeral for Session<S> {
+    fn close_ephemeral(&self) {
+        self.backend.close();
+        self.outbox.close("request answered");
+    }
+}
+
+/// The HTTP status of a JSON error answer to a session-less modern request, as the SDKs'
+/// servers give it; 200 for other codes.
+fn status_of_error(response: &Value) -> StatusCode {
+    match response
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_i64)
+    {
+        Some(
+            code::PARSE_ERROR
+            | code::INVALID_REQUEST
+            | code::INVALID_PARAMS
+            | era::code::HEADER_MISMATCH
+            | era::code::MISSING_REQUIRED_CLIENT_CAPABILITY
+            | era::code::UNSUPPORTED_PROTOCOL_VERSION,
+        ) => StatusCode::BAD_REQUEST,
+        Some(code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
 }
 
 async fn initialize<B: Backend>(server: &Arc<StreamableServer<B>>, init: Value) -> Response {
@@ -156,13 +324,22 @@ async fn initialize<B: Backend>(server: &Arc<StreamableServer<B>>, init: Value) 
     }
 }
 
-/// Turns the messages routed to one POST into its HTTP answer.
+/// Turns the messages routed to one POST into its HTTP answer; `error_status`: a JSON
+/// error answer gets the status [`status_of_error`] gives it.
 async fn answer(
     mut answers: StreamReceiver,
     guard: PostGuard,
     accepts_sse: bool,
     is_batch: bool,
+    error_status: bool,
 ) -> Response {
+    let status = |body: &Value| {
+        if error_status {
+            status_of_error(body)
+        } else {
+            StatusCode::OK
+        }
+    };
     if !accepts_sse {
         let mut responses = Vec::new();
         while let Some(m) = answers.recv().await {
@@ -176,7 +353,7 @@ async fn answer(
         } else {
             responses.pop().unwrap_or_default()
         };
-        return json_response(StatusCode::OK, &body);
+        return json_response(status(&body), &body);
     }
     let Some(first) = answers.recv().await else {
         return rpc_error(
@@ -187,7 +364,7 @@ async fn answer(
     };
     if !is_batch && jsonrpc::is_response(&first) {
         drop(guard);
-        return json_response(StatusCode::OK, &first);
+        return json_response(status(&first), &first);
     }
     let events = futures::stream::unfold(
         (Some(first), answers, guard),
@@ -264,6 +441,8 @@ struct PostGuard {
     outbox: Arc<super::Outbox>,
     post: u64,
     ids: Vec<Value>,
+    /// The one-request session of a session-less request, closed with its answer.
+    ephemeral: Option<Arc<dyn Ephemeral>>,
 }
 
 trait InFlightCounter: Send + Sync {
@@ -284,6 +463,7 @@ impl PostGuard {
         session: &Session<B::Session>,
         post: u64,
         requests: Vec<RegisteredRequest>,
+        ephemeral: Option<Arc<dyn Ephemeral>>,
     ) -> Self {
         server.add(requests.len() as i64);
         Self {
@@ -291,6 +471,7 @@ impl PostGuard {
             outbox: session.outbox.clone(),
             post,
             ids: requests.into_iter().map(|r| r.id).collect(),
+            ephemeral,
         }
     }
 }
@@ -299,6 +480,9 @@ impl Drop for PostGuard {
     fn drop(&mut self) {
         self.outbox.unregister(self.post, &self.ids);
         self.server_metrics.add(-(self.ids.len() as i64));
+        if let Some(session) = self.ephemeral.take() {
+            session.close_ephemeral();
+        }
     }
 }
 

@@ -4,6 +4,12 @@
 //! messages, DELETE ends the session. The backend sees one session at a time in the
 //! client's own id space; it never handles HTTP.
 //!
+//! A backend that serves the 2026-07-28 era too ([`Backend::open_stateless`]) also gets
+//! session-less modern requests: each is checked here (routing headers → -32020, envelope
+//! → -32602; see [`crate::mcp_http::era`]) and then sent on a session of its own that ends
+//! with the request's answer; a session-less modern notification is acknowledged (202) and
+//! dropped, as the SDKs' servers do.
+//!
 //! The bridge puts stdio processes behind it ([`crate::bridge`]), and
 //! [`super::sse_upstream`] a legacy SSE server. Layout: [`outbox`] per-session routing of
 //! server messages to HTTP streams · [`queue`] one stream's queue, bounded with its
@@ -51,6 +57,27 @@ pub trait Backend: Send + Sync + 'static {
         initialize: Value,
         outbox: Arc<Outbox>,
     ) -> impl Future<Output = Result<(Self::Session, Value), BackendError>> + Send;
+
+    /// Whether the backend serves session-less 2026-07-28 requests
+    /// ([`Backend::open_stateless`]); when not, they are refused like any request without
+    /// a session.
+    fn serves_stateless(&self) -> bool {
+        false
+    }
+
+    /// Opens a session for one session-less 2026-07-28 request, closed once it is
+    /// answered (or its client goes away).
+    fn open_stateless(
+        &self,
+        outbox: Arc<Outbox>,
+    ) -> impl Future<Output = Result<Self::Session, BackendError>> + Send {
+        let _ = outbox;
+        async {
+            Err(BackendError::Unavailable(
+                "this server takes no session-less requests".into(),
+            ))
+        }
+    }
 
     /// Whether new sessions can be opened (drives `/readyz` of the servers using it).
     fn is_ready(&self) -> bool {

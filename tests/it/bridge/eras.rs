@@ -1,0 +1,392 @@
+//! Any client era in front of any child era: the bridge serves the 2025 handshake era
+//! (`initialize`, sessions) and the 2026-07-28 era (`server/discover`, session-less requests
+//! carrying their `_meta` envelope and routing headers) whatever its stdio child speaks —
+//! a legacy-only child (server-everything), a modern-only child (the TypeScript SDK's
+//! `legacy: 'reject'`, the Python peer's modern-only wrapper) or a dual child.
+//!
+//! The clients are real: the Python SDK 2.3 client in `auto`, pinned `2026-07-28` and
+//! `legacy` modes (`tests/peers/py_era_client.py`), and raw HTTP for what no SDK client
+//! sends on purpose (mismatched headers, unknown versions).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::client::{McpClient, http_client, read_answer};
+use super::{Bridge, everything_cmd};
+use crate::support;
+
+const MODERN: &str = "2026-07-28";
+const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+
+fn node22() -> String {
+    support::peer_path("bin/node22")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The TypeScript SDK v2 era peer on stdio (dual, or `legacy: 'reject'`).
+fn ts_stdio(modern_only: bool) -> Vec<String> {
+    let mut cmd = vec![
+        node22(),
+        support::repo_path("tests/peers/ts_era_server.cjs")
+            .to_string_lossy()
+            .into_owned(),
+        "stdio".to_owned(),
+    ];
+    if modern_only {
+        cmd.push("--modern-only".to_owned());
+    }
+    cmd
+}
+
+/// The Python SDK 2.3 era peer on stdio (`dual` or `modern-only`).
+fn py_stdio(config: &str) -> Vec<String> {
+    vec![
+        support::python().to_string_lossy().into_owned(),
+        support::repo_path("tests/peers/py_era_server.py")
+            .to_string_lossy()
+            .into_owned(),
+        config.to_owned(),
+        "stdio".to_owned(),
+    ]
+}
+
+/// The Python SDK 2.3 client in `mode` against `url`: lists the tools and calls `tool`.
+fn py_client(mode: &str, url: &str, tool: &str, args: Value) -> Value {
+    let out = Command::new(support::python())
+        .arg(support::repo_path("tests/peers/py_era_client.py"))
+        .args([mode, url, tool, &args.to_string()])
+        .output()
+        .expect("running py_era_client.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python client {mode} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// Every Python client mode against the bridge: the negotiated version the client reports,
+/// a tool listed and a call answered with `expected` in its text.
+fn every_python_client_works(bridge: &mut Bridge, tool: &str, args: Value, expected: &str) {
+    let url = bridge.mcp_url();
+    for (mode, version) in [("auto", MODERN), (MODERN, MODERN), ("legacy", "2025-11-25")] {
+        let out = py_client(mode, &url, tool, args.clone());
+        assert_eq!(
+            out["protocolVersion"],
+            version,
+            "client {mode}: {out}\nbridge output:\n{}",
+            bridge.peer.output()
+        );
+        let tools = out["tools"].as_array().expect("tools");
+        assert!(tools.iter().any(|t| t == tool), "client {mode}: {out}");
+        let text = out["result"]["content"][0]["text"].as_str().unwrap_or("");
+        assert!(
+            text.contains(expected) && out["result"]["isError"] != true,
+            "client {mode}: {out}"
+        );
+    }
+}
+
+/// A modern request with its envelope, and the routing headers that mirror it.
+fn modern_request(id: i64, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        VERSION_KEY: MODERN,
+        CAPABILITIES_KEY: {},
+        "io.modelcontextprotocol/clientInfo": {"name": "eras-test", "version": "1"},
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// POSTs `body` without a session, with `headers`; returns the status and the response.
+async fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = http_client()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let answer = read_answer(request.send().await.expect("POST")).await;
+    (answer.status, answer.response().clone())
+}
+
+fn routing(method: &str, name: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("mcp-protocol-version", MODERN.to_owned()),
+        ("mcp-method", method.to_owned()),
+    ];
+    if let Some(name) = name {
+        headers.push(("mcp-name", name.to_owned()));
+    }
+    headers
+}
+
+fn as_refs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Header/body mismatches are refused with -32020 before the child sees them, versions
+/// the bridge cannot serve with -32022 naming the ones it can, and the matching request
+/// goes through.
+async fn modern_requests_are_checked(url: &str, tool: &str, args: Value) {
+    let call = modern_request(7, "tools/call", json!({"name": tool, "arguments": args}));
+    let good = routing("tools/call", Some(tool));
+    let (status, response) = post(url, &call, &as_refs(&good)).await;
+    assert_eq!(status, 200, "{response}");
+    assert!(response.get("result").is_some(), "{response}");
+    assert_eq!(response["id"], 7);
+
+    for (what, headers) in [
+        (
+            "Mcp-Name of another tool",
+            routing("tools/call", Some("other-tool")),
+        ),
+        ("no Mcp-Name", routing("tools/call", None)),
+        (
+            "Mcp-Method of another method",
+            routing("tools/list", Some(tool)),
+        ),
+        (
+            "MCP-Protocol-Version not the body's",
+            vec![
+                ("mcp-protocol-version", "2025-11-25".to_owned()),
+                ("mcp-method", "tools/call".to_owned()),
+                ("mcp-name", tool.to_owned()),
+            ],
+        ),
+    ] {
+        let (status, response) = post(url, &call, &as_refs(&headers)).await;
+        assert_eq!(
+            (status, response["error"]["code"].as_i64()),
+            (400, Some(-32020)),
+            "{what}: {response}"
+        );
+        assert_eq!(response["id"], 7, "{what}: {response}");
+    }
+
+    let mut future = modern_request(8, "tools/list", json!({}));
+    future["params"]["_meta"][VERSION_KEY] = json!("2099-01-01");
+    let headers = [
+        ("mcp-protocol-version", "2099-01-01"),
+        ("mcp-method", "tools/list"),
+    ];
+    let (status, response) = post(url, &future, &headers).await;
+    assert_eq!(
+        (status, response["error"]["code"].as_i64()),
+        (400, Some(-32022)),
+        "{response}"
+    );
+    assert_eq!(response["error"]["data"]["supported"], json!([MODERN]));
+    assert_eq!(response["error"]["data"]["requested"], "2099-01-01");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_legacy_child_serves_modern_and_legacy_clients() {
+    let mut bridge = Bridge::start(&[], &everything_cmd(), &[]);
+    let url = bridge.mcp_url();
+
+    // server/discover is answered from the child's initialize result.
+    let discover = modern_request(1, "server/discover", json!({}));
+    let (status, response) =
+        post(&url, &discover, &as_refs(&routing("server/discover", None))).await;
+    assert_eq!(status, 200, "{response}");
+    let result = &response["result"];
+    assert_eq!(result["supportedVersions"], json!([MODERN]), "{response}");
+    assert!(result["capabilities"]["tools"].is_object(), "{response}");
+    assert!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("everything")),
+        "{response}"
+    );
+    assert!(result["instructions"].is_string(), "{response}");
+
+    modern_requests_are_checked(&url, "get-sum", json!({"a": 2, "b": 3})).await;
+    every_python_client_works(&mut bridge, "get-sum", json!({"a": 2, "b": 3}), "5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_modern_only_ts_child_serves_legacy_and_modern_clients() {
+    let mut bridge = Bridge::start(&[], &ts_stdio(true), &[]);
+    every_python_client_works(&mut bridge, "add", json!({"a": 2, "b": 3}), "5");
+    modern_requests_are_checked(&bridge.mcp_url(), "add", json!({"a": 2, "b": 3})).await;
+
+    // A legacy session: initialize is synthesised from the child's discover result, and
+    // ping works although the modern child has none.
+    let mut legacy = McpClient::new(&bridge.mcp_url());
+    let init = legacy.initialize().await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "ts-modern-only",
+        "{init}"
+    );
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
+    let pong = legacy.request(json!(2), "ping", json!({})).await;
+    assert_eq!(pong.response()["result"], json!({}), "{pong:?}");
+    let call = legacy
+        .call_tool(json!(3), "echo", json!({"text": "hi"}))
+        .await;
+    assert_eq!(call["content"][0]["text"], "echo: hi", "{call}");
+    assert!(call.get("resultType").is_none(), "{call}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_modern_only_python_child_serves_legacy_and_modern_clients() {
+    let mut bridge = Bridge::start(&[], &py_stdio("modern-only"), &[]);
+    every_python_client_works(&mut bridge, "add", json!({"a": 2, "b": 3}), "5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_dual_children_serve_every_client() {
+    for cmd in [ts_stdio(false), py_stdio("dual")] {
+        let mut bridge = Bridge::start(&[], &cmd, &[]);
+        every_python_client_works(&mut bridge, "add", json!({"a": 2, "b": 3}), "5");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_modern_client_gets_an_error_for_a_legacy_childs_server_request() {
+    let bridge = Bridge::start(&[], &everything_cmd(), &[]);
+    let url = bridge.mcp_url();
+    let call = modern_request(
+        3,
+        "tools/call",
+        json!({"name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}),
+    );
+    let headers = routing("tools/call", Some("trigger-sampling-request"));
+    let started = Instant::now();
+    let (_, response) = post(&url, &call, &as_refs(&headers)).await;
+    // The child got the bridge's refusal at once and reported it in its answer; the
+    // sampling request never reached the modern client (it has no back channel).
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = response.to_string();
+    assert!(
+        text.contains("sampling/createMessage") && text.contains("2026-07-28"),
+        "{response}"
+    );
+    assert_eq!(response["id"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_modern_child_dying_after_discovery_is_restarted_and_counted() {
+    // Answers server/discover like a modern-only server (it never sees initialize), then
+    // exits: every start is a discovery followed by a death.
+    let script = r#"
+import json, sys
+request = json.loads(sys.stdin.readline())
+assert request["method"] == "server/discover", request
+print(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {
+    "supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+    "resultType": "complete", "ttlMs": 0, "cacheScope": "private"}}), flush=True)
+sys.exit(3)
+"#;
+    let port = support::free_port();
+    let mut command = Command::new(super::bridge_bin());
+    command.args(["bridge", "--listen", &format!("127.0.0.1:{port}"), "--"]);
+    command.arg(support::python()).args(["-c", script]);
+    let mut bridge = Bridge {
+        peer: support::PeerProcess::spawn("mcp-operator bridge", command, port),
+    };
+    bridge
+        .wait_metric("mcp_bridge_child_restarts_total", |n| n >= 2)
+        .await;
+    let output = bridge.peer.output();
+    assert!(
+        output.contains("MCP server process initialized")
+            && output.contains("MCP server process exited; restarting"),
+        "{output}"
+    );
+}
+
+/// A fake stdio child in Python: `script` runs with `send(obj)` and `recv()` defined.
+fn fake_child(script: &str) -> Vec<String> {
+    let prelude = "import json, sys\n\
+        def recv():\n    line = sys.stdin.readline()\n    return json.loads(line) if line else sys.exit(0)\n\
+        def send(obj):\n    print(json.dumps(obj), flush=True)\n";
+    vec![
+        support::python().to_string_lossy().into_owned(),
+        "-c".to_owned(),
+        format!("{prelude}{script}"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_a_late_discover_answer_wins_when_initialize_is_refused() {
+    // A slow modern-only child: it answers server/discover only after the bridge gave up
+    // waiting and sent initialize, then refuses initialize (its era is locked modern).
+    // Every later request must carry the envelope.
+    let child = fake_child(
+        r#"
+discover = recv()
+assert discover["method"] == "server/discover", discover
+initialize = recv()
+assert initialize["method"] == "initialize", initialize
+send({"jsonrpc": "2.0", "id": discover["id"], "result": {"supportedVersions": ["2026-07-28"],
+      "capabilities": {"tools": {}}, "resultType": "complete", "ttlMs": 0, "cacheScope": "private"}})
+send({"jsonrpc": "2.0", "id": initialize["id"], "error": {"code": -32022,
+      "message": "Unsupported protocol version", "data": {"supported": ["2026-07-28"]}}})
+while True:
+    request = recv()
+    if "id" not in request:
+        continue
+    meta = request.get("params", {}).get("_meta", {})
+    if meta.get("io.modelcontextprotocol/protocolVersion") != "2026-07-28":
+        send({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32602, "message": "no envelope"}})
+    else:
+        send({"jsonrpc": "2.0", "id": request["id"], "result": {"tools": [{"name": "late",
+              "inputSchema": {"type": "object"}}], "resultType": "complete"}})
+"#,
+    );
+    let mut bridge = Bridge::start(&[], &child, &[]);
+    let mut legacy = McpClient::new(&bridge.mcp_url());
+    legacy.initialize().await;
+    let tools = legacy.request(json!(1), "tools/list", json!({})).await;
+    assert_eq!(
+        tools.response()["result"]["tools"][0]["name"],
+        "late",
+        "{tools:?}\n{}",
+        bridge.peer.output()
+    );
+    assert_eq!(bridge.metric("mcp_bridge_child_restarts_total").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_a_child_that_exits_on_discover_is_initialized_next_time() {
+    // A legacy server of the kind that exits on any request before initialize.
+    let child = fake_child(
+        r#"
+first = recv()
+if first["method"] != "initialize":
+    sys.exit(1)
+send({"jsonrpc": "2.0", "id": first["id"], "result": {"protocolVersion": "2025-06-18",
+      "capabilities": {"tools": {}}, "serverInfo": {"name": "strict-legacy", "version": "1"}}})
+while True:
+    request = recv()
+    if "id" in request:
+        send({"jsonrpc": "2.0", "id": request["id"], "result": {"tools": []}})
+"#,
+    );
+    let mut bridge = Bridge::start(&[], &child, &[]);
+    assert_eq!(bridge.metric("mcp_bridge_child_restarts_total").await, 1);
+    let discover = modern_request(1, "server/discover", json!({}));
+    let (status, response) = post(
+        &bridge.mcp_url(),
+        &discover,
+        &as_refs(&routing("server/discover", None)),
+    )
+    .await;
+    assert_eq!(status, 200, "{response}\n{}", bridge.peer.output());
+    assert_eq!(
+        response["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "strict-legacy"
+    );
+}
