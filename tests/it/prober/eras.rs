@@ -14,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use mcp_operator::prober::{
     EraPreference, HttpTarget, ProbeErrorCode, ProbeOptions, ProbeReport, ProbeTarget, ProtocolEra,
-    ToolInventory, probe,
+    StdioTarget, ToolInventory, probe,
 };
 use serde_json::{Value, json};
 
@@ -269,4 +269,65 @@ fn probe_call_runs_a_tool_after_the_probe() {
         "{report}"
     );
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn stdio(command: std::path::PathBuf, args: &[&str], era: EraPreference) -> ProbeTarget {
+    let mut t = StdioTarget::new(command.to_string_lossy(), args.iter().copied());
+    t.era = era;
+    ProbeTarget::Stdio(t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_servers_negotiate_on_one_process() {
+    let ts = support::repo_path("tests/peers/ts_era_server.cjs");
+    let ts = ts.to_str().unwrap();
+    let py = support::repo_path("tests/peers/py_era_server.py");
+    let py = py.to_str().unwrap();
+    let node = || support::peer_path("bin/node22");
+    // Modern-only: discover; the handshake is refused with the versions named.
+    let modern_only = [ts, "stdio", "--modern-only"];
+    let inv = probe(&stdio(node(), &modern_only, EraPreference::Auto), &opts())
+        .await
+        .into_result()
+        .expect("modern-only over stdio");
+    assert_modern(&inv);
+    let refused = probe(&stdio(node(), &modern_only, EraPreference::Legacy), &opts()).await;
+    let error = refused.error().expect("legacy against modern-only");
+    assert_eq!(error.code(), ProbeErrorCode::ProtocolError, "{error}");
+    assert!(error.message().contains("2026-07-28"), "{error}");
+    // Dual: the era asked for.
+    let dual = [py, "dual", "stdio"];
+    let modern = probe(
+        &stdio(support::python(), &dual, EraPreference::Auto),
+        &opts(),
+    )
+    .await
+    .into_result()
+    .expect("python dual over stdio");
+    assert_eq!(modern.server_info.era, Some(ProtocolEra::Modern));
+    let legacy = probe(
+        &stdio(support::python(), &dual, EraPreference::Legacy),
+        &opts(),
+    )
+    .await
+    .into_result()
+    .expect("python dual over stdio, legacy");
+    assert_eq!(legacy.server_info.era, Some(ProtocolEra::Legacy));
+    assert_eq!(legacy.server_info.protocol_version, "2025-11-25");
+    // Legacy-only: auto falls back on the same process; modern only is refused.
+    let (cmd, args) = support::server_everything_stdio();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let inv = probe(
+        &stdio(cmd.clone().into(), &args, EraPreference::Auto),
+        &opts(),
+    )
+    .await
+    .into_result()
+    .expect("server-everything over stdio");
+    assert_eq!(inv.server_info.era, Some(ProtocolEra::Legacy));
+    assert_eq!(inv.tool_count, 13);
+    let refused = probe(&stdio(cmd.into(), &args, EraPreference::Modern), &opts()).await;
+    let error = refused.error().expect("modern against legacy-only");
+    assert_eq!(error.code(), ProbeErrorCode::ProtocolError, "{error}");
+    assert!(error.message().contains("--era"), "{error}");
 }
