@@ -18,9 +18,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{
-    context::{Context, FIELD_MANAGER},
+    context::Context,
     error::{Error, is_not_found},
     ownership::{self, ChildConflict, Holder},
+    shared::FIELD_MANAGER,
 };
 use crate::api::McpServer;
 
@@ -79,27 +80,29 @@ pub async fn read<K: Child>(ctx: &Context, ns: &str, name: &str) -> Result<Optio
     }
 }
 
-/// Applies `desired` (in `server`'s namespace) when it differs from what is stored.
+/// Applies `desired` (in `server`'s namespace) when it differs from what is stored;
+/// reads the stored object first.
 pub async fn apply<K: Child>(
     ctx: &Context,
     server: &McpServer,
     desired: K,
-) -> Result<Change, Error> {
+) -> Result<(Change, Value), Error> {
     let ns = server.namespace().unwrap_or_default();
     let current = read::<K>(ctx, &ns, &desired.name_any()).await?;
     apply_read(ctx, server, desired, current.as_ref()).await
 }
 
 /// Applies `desired` when it differs from `current`, the stored object as read by the
-/// caller ([`read`]). Never writes over an object `server` does not control
-/// ([`Error::ChildConflict`]): callers check with [`ownership::first_conflict`] first,
-/// this is the last line.
+/// caller ([`read`]), and returns what happened with the object as stored now (the
+/// API server's answer, or `current` when nothing was sent). Never writes over an object
+/// `server` does not control ([`Error::ChildConflict`]): callers check with
+/// [`ownership::first_conflict`] first, this is the last line.
 pub async fn apply_read<K: Child>(
     ctx: &Context,
     server: &McpServer,
     desired: K,
     current: Option<&Value>,
-) -> Result<Change, Error> {
+) -> Result<(Change, Value), Error> {
     let ns = server.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let name = desired.name_any();
@@ -116,55 +119,51 @@ pub async fn apply_read<K: Child>(
     let change = match current {
         None => Change::Created,
         Some(current) if needs_apply(&value, current, &hash) => Change::Updated,
-        Some(_) => return Ok(Change::Unchanged),
+        Some(current) => return Ok((Change::Unchanged, current.clone())),
     };
     ctx.may_write()?;
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&value),
-    )
-    .await?;
-    Ok(change)
+    let stored = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&value),
+        )
+        .await?;
+    let stored = serde_json::to_value(&stored).map_err(|e| Error::serde(&name, e))?;
+    Ok((change, stored))
 }
 
-/// Deletes the child of kind `K` named `candidate` when it is not wanted and is owned by
-/// `server` (controller ownerReference with the server's uid). Every child kind has one
-/// deterministic name per server (`<server>` or `<server>-gateway`), so pruning is a get
-/// by name, and nothing at all when the child is wanted: no label-selected list per
-/// reconcile, which would cost O(objects) on every API server. Returns the deleted name.
-pub async fn prune<K: Child>(
+/// Deletes `current`, the stored child of kind `K` named `name` that the spec no longer
+/// wants, when it is owned by `server` (controller ownerReference with the server's uid)
+/// and not already being deleted; the delete is conditional on its uid. Every child kind
+/// has one deterministic name per server (`<server>` or `<server>-gateway`), read once
+/// per reconcile, so pruning needs no list. Returns whether it was deleted.
+pub async fn prune_read<K: Child>(
     ctx: &Context,
     server: &McpServer,
-    candidate: &str,
-    wanted: &[String],
-) -> Result<Option<String>, Error> {
-    if wanted.iter().any(|w| w == candidate) {
-        return Ok(None);
-    }
-    let ns = server.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    name: &str,
+    current: &Value,
+) -> Result<bool, Error> {
     let uid = server.uid().unwrap_or_default();
-    let obj = match api.get(candidate).await {
-        Ok(obj) => obj,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let value = serde_json::to_value(&obj).map_err(|e| Error::serde(candidate, e))?;
-    if !ownership::may_delete(&value, &uid) {
-        return Ok(None);
+    if !ownership::may_delete(current, &uid) {
+        return Ok(false);
     }
     ctx.may_write()?;
+    let ns = server.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let precondition = DeleteParams {
         preconditions: Some(kube::api::Preconditions {
-            uid: obj.uid(),
+            uid: current
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             resource_version: None,
         }),
         ..DeleteParams::background()
     };
-    match api.delete(candidate, &precondition).await {
-        Ok(_) => Ok(Some(candidate.to_owned())),
-        Err(e) if is_not_found(&e) => Ok(None),
+    match api.delete(name, &precondition).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -78,6 +78,25 @@ impl Error {
     }
 }
 
+/// What the shared reconcile runtime ([`super::retry`], the metrics) needs to know about
+/// a failed reconcile, whatever the controller's error type.
+pub trait Failure: std::fmt::Display {
+    /// The metric label: a short CamelCase reason.
+    fn reason(&self) -> &'static str;
+    /// This replica lost the Lease: wait instead of retrying.
+    fn is_not_leader(&self) -> bool;
+}
+
+impl Failure for Error {
+    fn reason(&self) -> &'static str {
+        Error::reason(self)
+    }
+
+    fn is_not_leader(&self) -> bool {
+        matches!(self, Self::NotLeader)
+    }
+}
+
 /// Whether `error` is a 404 from the API server.
 pub fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)

@@ -65,6 +65,8 @@ pub struct Metrics {
     probe_latency: Histogram,
     phases: Mutex<BTreeMap<String, String>>,
     in_flight: AtomicI64,
+    probes_queued: AtomicI64,
+    probes_in_flight: AtomicI64,
     writes: AtomicU64,
     ready: AtomicBool,
     leader: AtomicBool,
@@ -76,15 +78,25 @@ impl Metrics {
         self.reconcile_duration.observe(d);
     }
 
-    /// One reconcile failed with `error`.
-    pub fn reconcile_failed(&self, error: &Error) {
-        bump(&self.reconcile_errors, error.reason());
+    /// One reconcile failed for `reason` (the error's metric label).
+    pub fn reconcile_failed(&self, reason: &str) {
+        bump(&self.reconcile_errors, reason);
     }
 
     /// One probe finished: `result` is `Succeeded` or the error code.
     pub fn probed(&self, result: &str, latency: Duration) {
         bump(&self.probes, result);
         self.probe_latency.observe(latency);
+    }
+
+    /// A probe attempt started (+1) or stopped (-1) waiting for a permit.
+    pub fn probe_queued(&self, delta: i64) {
+        self.probes_queued.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A probe attempt got its permit (+1) or finished (-1).
+    pub fn probe_running(&self, delta: i64) {
+        self.probes_in_flight.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// The phase of server `key` (`namespace/name`); None when it is gone.
@@ -173,6 +185,16 @@ impl Metrics {
                 "mcp_operator_reconciles_in_flight",
                 "Reconciles running now (queue depth of the runtime).",
                 self.in_flight.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_operator_probe_queue_depth",
+                "Probe attempts waiting for a permit (--probe-concurrency).",
+                self.probes_queued.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_operator_probes_in_flight",
+                "Probe attempts running now.",
+                self.probes_in_flight.load(Ordering::Relaxed),
             ),
             (
                 "mcp_operator_leader",
@@ -273,7 +295,11 @@ mod tests {
         m.probed("Succeeded", Duration::from_millis(5));
         m.probed("Timeout", Duration::from_secs(10));
         m.set_phase("a/b", Some("Ready"));
+        m.probe_queued(2);
+        m.probe_running(1);
         let text = m.render();
+        assert!(text.contains("\nmcp_operator_probe_queue_depth 2\n"));
+        assert!(text.contains("\nmcp_operator_probes_in_flight 1\n"));
         assert!(text.contains("mcp_operator_reconcile_duration_seconds_count 1"));
         assert!(text.contains("mcp_operator_probes_total{result=\"Timeout\"} 1"));
         assert!(text.contains("mcp_operator_servers{phase=\"Ready\"} 1"));

@@ -11,8 +11,8 @@
 //! `status.appliedPolicies` still name it) — exactly those, deletion included.
 //!
 //! What a policy does to a server (merge, workload rules, egress) is decided in
-//! `crate::policy`, `validate` and `server`; targeting uses
-//! [`super::server::targeting_policies`] so status and effect never disagree.
+//! `crate::policy`, `policy_rules` and `server`; both sides use [`targeting_policies`]
+//! so status and effect never disagree.
 
 use std::{
     collections::BTreeSet,
@@ -30,17 +30,18 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    core::{Selector, SelectorExt},
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::{
-    context::FIELD_MANAGER, error::Error, events::Events, metrics::Metrics,
-    server::targeting_policies,
+    error::Error,
+    events::Events,
+    metrics::Metrics,
+    retry,
+    shared::{scoped, write_status},
 };
-use super::{retry, run::scoped};
 use crate::{
     api::{
         McpPolicy, McpPolicySpec, McpServer,
@@ -76,6 +77,26 @@ impl PolicyContext {
             Err(Error::NotLeader)
         }
     }
+}
+
+/// The policies (from `policies`) that target `server`, sorted by name.
+pub fn targeting_policies(policies: &[Arc<McpPolicy>], server: &McpServer) -> Vec<Arc<McpPolicy>> {
+    let ns = server.namespace();
+    let name = server.name_any();
+    let labels = server.labels();
+    let mut out: Vec<Arc<McpPolicy>> = policies
+        .iter()
+        .filter(|p| p.namespace() == ns && p.meta().deletion_timestamp.is_none())
+        .filter(|p| {
+            p.spec.target_refs.iter().any(|r| r.name == name)
+                || p.spec.server_selector.as_ref().is_some_and(|sel| {
+                    Selector::try_from(sel.clone()).is_ok_and(|s| s.matches(labels))
+                })
+        })
+        .cloned()
+        .collect();
+    out.sort_by_key(|p| p.name_any());
+    out
 }
 
 /// Names of the servers (from `servers`) that `policy` applies to, sorted.
@@ -325,19 +346,7 @@ async fn reconcile_policy(policy: &McpPolicy, ctx: &PolicyContext) -> Result<Act
         return Ok(Action::await_change());
     }
     ctx.may_write()?;
-    let patch = json!({
-        "apiVersion": "mcp-operator.dev/v1alpha1",
-        "kind": "McpPolicy",
-        "metadata": {"name": policy.name_any(), "namespace": ns},
-        "status": new,
-    });
-    Api::<McpPolicy>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &policy.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    write_status(&ctx.client, policy, &new).await?;
     let old = policy
         .status
         .as_ref()
@@ -368,7 +377,7 @@ pub fn controller(
     let client = ctx.client.clone();
     let cfg = watcher::Config::default();
     let controller = Controller::new(scoped::<McpPolicy>(&client, ns), cfg.clone()).with_config(
-        super::run::controller_config(super::run::DEFAULT_RECONCILE_CONCURRENCY),
+        super::shared::controller_config(super::shared::DEFAULT_RECONCILE_CONCURRENCY),
     );
     let policies = controller.store();
     let by_server = policies.clone();
@@ -390,7 +399,7 @@ pub fn controller(
         })
         .boxed();
     let ready = async move {
-        super::run::synced(&policies).await;
+        super::shared::synced(&policies).await;
     }
     .boxed();
     (run, ready)
@@ -398,6 +407,8 @@ pub fn controller(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::api::server::McpServerStatus;
 

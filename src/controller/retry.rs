@@ -13,7 +13,7 @@ use std::{
 
 use kube::runtime::controller::Action;
 
-use super::{error::Error, metrics::Metrics, probes};
+use super::{error::Failure, metrics::Metrics, shared::jittered};
 
 /// Consecutive failed reconciles per object (`Kind/namespace/name`).
 #[derive(Debug, Default)]
@@ -39,19 +39,19 @@ impl Retries {
 
 /// Runs one reconcile of the object `key`: records its duration (and the error, if any)
 /// in `metrics`, and resets the object's backoff when it succeeds.
-pub async fn measured(
+pub async fn measured<E: Failure>(
     metrics: &Metrics,
     retries: &Retries,
     key: &str,
-    reconcile: impl Future<Output = Result<Action, Error>>,
-) -> Result<Action, Error> {
+    reconcile: impl Future<Output = Result<Action, E>>,
+) -> Result<Action, E> {
     let started = Instant::now();
     metrics.in_flight(1);
     let result = reconcile.await;
     metrics.in_flight(-1);
     metrics.reconciled(started.elapsed());
     match &result {
-        Err(error) => metrics.reconcile_failed(error),
+        Err(error) => metrics.reconcile_failed(error.reason()),
         Ok(_) => retries.succeeded(key),
     }
     result
@@ -59,12 +59,12 @@ pub async fn measured(
 
 /// The error policy of every controller: wait for a change when no longer leading,
 /// otherwise requeue after the object's jittered backoff.
-pub fn on_error(retries: &Retries, key: &str, error: &Error) -> Action {
-    if matches!(error, Error::NotLeader) {
+pub fn on_error(retries: &Retries, key: &str, error: &impl Failure) -> Action {
+    if error.is_not_leader() {
         return Action::await_change();
     }
     tracing::warn!(object = %key, %error, "reconcile failed");
-    Action::requeue(probes::jittered(retry_delay(retries.failed(key))))
+    Action::requeue(jittered(retry_delay(retries.failed(key))))
 }
 
 /// Retry delay after `failures` consecutive failed reconciles: 500 ms doubling up to

@@ -20,22 +20,30 @@ use k8s_openapi::api::{
     rbac::v1::{Role, RoleBinding},
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Client, Resource, ResourceExt,
     runtime::{Controller, reflector::ObjectRef, watcher},
 };
-use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::{
-    api_server::ApiServerEgress,
+    api_server_egress::ApiServerEgress,
     binding,
-    context::{Context, ProbeToken, ServiceProxy, ServiceResolver},
+    context::Context,
     error::Error,
     events::Events,
     leader::{self, LeaseSettings},
     metrics::{self, Metrics},
     policy::{self, PolicyContext},
-    server, startup,
+    server::{
+        self,
+        probe_target::ProbeEnv,
+        probes::{ProbeLimits, Prober},
+    },
+    shared::{
+        DEFAULT_RECONCILE_CONCURRENCY, ProbeToken, ServiceProxy, ServiceResolver,
+        controller_config, scoped, stopped, synced,
+    },
+    startup,
 };
 use crate::{
     api::{McpBinding, McpPolicy, McpServer},
@@ -43,20 +51,12 @@ use crate::{
     telemetry::{LogFormat, init_logging},
 };
 
-/// Default of `--reconcile-concurrency`: enough to keep a 2-core operator busy, few
-/// enough that 1,000 servers changing at once do not open 1,000 API connections.
-pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
-
-/// Triggers for one object within this window are coalesced into one reconcile (a new
-/// server's seven children each trigger one).
-const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// The kube-runtime controller settings every controller of the operator uses.
-pub(crate) fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default()
-        .concurrency(concurrency.max(1))
-        .debounce(DEBOUNCE)
-}
+/// Default of `--probe-concurrency`. A probe mostly waits on the network (an
+/// unreachable server holds its permit for the whole `spec.probe.timeout`), so this is
+/// well above the CPU count: 100 servers that never answer still leave 28 permits to the
+/// healthy ones. Each probe in flight costs one connection and an inventory bounded by
+/// the prober's limits.
+pub const DEFAULT_PROBE_CONCURRENCY: usize = 128;
 
 /// Arguments of `mcp-operator run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -70,8 +70,10 @@ pub struct RunArgs {
     /// Address of /metrics, /livez and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,
-    /// Maximum concurrent server probes.
-    #[arg(long, default_value_t = 32)]
+    /// Maximum concurrent server probes (attempts in flight; a probe waiting for its
+    /// retry holds none). Probes run beside the reconciles, never inside one; servers
+    /// whose last probe failed get at most half of these.
+    #[arg(long, default_value_t = DEFAULT_PROBE_CONCURRENCY)]
     pub probe_concurrency: usize,
     /// Address ranges (comma-separated CIDRs) that probes of remote servers without a
     /// gateway never connect to; the API server's own addresses are always added. An
@@ -143,7 +145,7 @@ impl RunConfig {
             pod_name: None,
             operator_image: operator_image.into(),
             watch_namespaces: Vec::new(),
-            probe_concurrency: 32,
+            probe_concurrency: DEFAULT_PROBE_CONCURRENCY,
             // The production default: tests and `mcp-operator dev`, whose remote servers
             // listen on loopback, allow it explicitly.
             probe_destinations: DestinationPolicy::default(),
@@ -304,7 +306,7 @@ async fn lead(
 ) -> Result<(), Error> {
     let probe_token = startup::ensure_probe_token(client, &config.pod_namespace).await?;
     let events = Events::new(client.clone(), config.pod_name.clone());
-    let probe_limit = Arc::new(Semaphore::new(config.probe_concurrency.max(1)));
+    let probe_limits = ProbeLimits::new(config.probe_concurrency);
     let scopes: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
         vec![None]
     } else {
@@ -316,7 +318,7 @@ async fn lead(
         leader,
         events,
         probe_token,
-        probe_limit,
+        probe_limits,
         api_server_egress: Arc::new(ApiServerEgress::new(client.clone())),
         retries: Arc::default(),
     };
@@ -330,7 +332,8 @@ async fn lead(
     let mut controllers = Vec::new();
     let mut readiness = Vec::new();
     // The ClusterRoleBinding letting gateways review ServiceAccount tokens.
-    controllers.push(super::tokenreview::run(client.clone(), scopes.clone(), stop.clone()).boxed());
+    controllers
+        .push(super::token_review::run(client.clone(), scopes.clone(), stop.clone()).boxed());
     for scope in scopes {
         let (future, ready) = controller(&shared, scope.as_deref(), stop.clone());
         controllers.push(future);
@@ -356,23 +359,9 @@ struct Shared {
     leader: Arc<AtomicBool>,
     events: Events,
     probe_token: ProbeToken,
-    probe_limit: Arc<Semaphore>,
+    probe_limits: ProbeLimits,
     api_server_egress: Arc<ApiServerEgress>,
     retries: Arc<super::retry::Retries>,
-}
-
-/// An Api over `ns`, or over every namespace when None (the scope of one controller).
-pub(crate) fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// One McpServer controller for `ns` (None: every namespace): the future running it and
@@ -468,6 +457,21 @@ fn controller(
             refs
         })
         .graceful_shutdown_on(stopped(stop.clone()));
+    // Probes run in the prober's own task; a finished probe wakes its server's reconcile.
+    let (prober, probed) = Prober::new(
+        ProbeEnv {
+            client: client.clone(),
+            probe_token: shared.probe_token.clone(),
+            service_proxy: shared.config.service_proxy.clone(),
+            api_server_egress: shared.api_server_egress.clone(),
+            probe_destinations: Arc::new(shared.config.probe_destinations.clone()),
+            metrics: shared.config.metrics.clone(),
+        },
+        servers.clone(),
+        &shared.probe_limits,
+        stop.clone(),
+    );
+    let controller = controller.reconcile_on(probed);
     let ctx = Arc::new(Context {
         client: client.clone(),
         events: shared.events.clone(),
@@ -476,11 +480,9 @@ fn controller(
         servers: servers.clone(),
         operator_image: shared.config.operator_image.clone(),
         probe_token: shared.probe_token.clone(),
-        probe_limit: shared.probe_limit.clone(),
-        service_proxy: shared.config.service_proxy.clone(),
+        prober,
         service_addresses: shared.config.service_addresses.clone(),
         api_server_egress: shared.api_server_egress.clone(),
-        probe_destinations: Arc::new(shared.config.probe_destinations.clone()),
         retries: shared.retries.clone(),
     });
     let bindings_run =
@@ -528,31 +530,6 @@ where
         }
         refs
     }
-}
-
-/// Completes once `store` has seen its first complete list. Polls rather than waiting
-/// once: kube-runtime's readiness signal wakes only the last of several waiters (the
-/// Controller's own runner waits on it too), so a single `wait_until_ready` can sleep
-/// forever.
-pub(crate) async fn synced<K>(store: &kube::runtime::reflector::Store<K>)
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        let wait = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
-            store.wait_until_ready(),
-        );
-        if wait.await.is_ok() {
-            return;
-        }
-    }
-}
-
-/// Completes once `stop` turns true.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use kube::{
 use sha2::{Digest, Sha256};
 
 use super::{
-    context::ProbeToken,
     error::{Error, is_not_found},
+    shared::ProbeToken,
 };
 
 /// Name of the Secret holding the probe token.

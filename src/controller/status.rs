@@ -4,15 +4,12 @@
 //! on the status subresource only when something other than a timestamp changed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-};
-use serde_json::json;
 
 use super::{
-    context::{Context, FIELD_MANAGER},
+    context::Context,
     error::Error,
+    reasons::{RejectReason, UnavailableReason},
+    shared::write_status,
 };
 use crate::{
     api::{
@@ -45,12 +42,12 @@ pub mod types {
 /// Whether the spec was accepted, or why not (reason, message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Acceptance {
-    /// Valid, references resolve, policies admit it.
+    /// Valid, references resolve, policies admit it, every child name is free or ours.
     Accepted,
     /// Not deployed (or not updated): reason and message of Accepted=False.
     Rejected {
-        /// InvalidSpec, SecretNotFound or PolicyViolation.
-        reason: String,
+        /// Why.
+        reason: RejectReason,
         /// What to fix.
         message: String,
     },
@@ -63,10 +60,10 @@ pub enum Availability {
     NotApplicable,
     /// Available replicas reached the desired count.
     Available,
-    /// Not yet: reason (Progressing, CrashLooping, Unschedulable) and message.
+    /// Not yet: reason and message.
     Unavailable {
         /// The condition reason.
-        reason: String,
+        reason: UnavailableReason,
         /// What is missing.
         message: String,
     },
@@ -118,9 +115,10 @@ pub fn compute(server: &McpServer, observed: &Observed<'_>, now: Time) -> McpSer
                 "the spec is valid and admitted by its policies".into(),
             ),
         ),
-        Acceptance::Rejected { reason, message } => {
-            upsert_condition(conds, cond(types::ACCEPTED, false, reason, message.clone()))
-        }
+        Acceptance::Rejected { reason, message } => upsert_condition(
+            conds,
+            cond(types::ACCEPTED, false, reason.as_str(), message.clone()),
+        ),
     };
     match &observed.availability {
         Availability::NotApplicable => conds.retain(|c| c.type_ != types::AVAILABLE),
@@ -138,7 +136,7 @@ pub fn compute(server: &McpServer, observed: &Observed<'_>, now: Time) -> McpSer
         Availability::Unavailable { reason, message } => {
             upsert_condition(
                 conds,
-                cond(types::AVAILABLE, false, reason, message.clone()),
+                cond(types::AVAILABLE, false, reason.as_str(), message.clone()),
             );
         }
     }
@@ -467,19 +465,16 @@ pub fn kept_running_message(message: &str, deployment: &str) -> String {
     ))
 }
 
-/// The Warning Event (reason, note) for a ToolsPinned transition to False, or to a
-/// different set of changed/unpinned tools; None otherwise. The note names the tools
+/// The note of the `ToolsNotPinned` Warning Event for a ToolsPinned transition to False, or
+/// to a different set of changed/unpinned tools; None otherwise. The note names the tools
 /// and is at most 1 KiB.
-pub fn pinning_event(
-    old: &McpServerStatus,
-    new: &McpServerStatus,
-) -> Option<(&'static str, String)> {
+pub fn pinning_event(old: &McpServerStatus, new: &McpServerStatus) -> Option<String> {
     let c = find_condition(&new.conditions, types::TOOLS_PINNED).filter(|c| c.status == "False")?;
     let before = find_condition(&old.conditions, types::TOOLS_PINNED);
     if before.is_some_and(|o| o.status == "False" && o.message == c.message) {
         return None;
     }
-    Some(("ToolsNotPinned", super::events::truncate(c.message.clone())))
+    Some(super::events::truncate(c.message.clone()))
 }
 
 fn ready(
@@ -548,20 +543,7 @@ pub async fn write(
         return Ok(false);
     }
     ctx.may_write()?;
-    let ns = server.namespace().unwrap_or_default();
-    let api: Api<McpServer> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = json!({
-        "apiVersion": "mcp-operator.dev/v1alpha1",
-        "kind": "McpServer",
-        "metadata": {"name": server.name_any(), "namespace": ns},
-        "status": status,
-    });
-    api.patch_status(
-        &server.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    write_status(&ctx.client, server, status).await?;
     Ok(true)
 }
 

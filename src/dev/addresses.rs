@@ -12,7 +12,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::controller::context::ServiceResolver;
+use crate::controller::shared::ServiceResolver;
 
 /// Addresses 127.0.1.1 ..= 127.0.254.254 (x and y in 1..=254): 64,516 of them.
 const SPAN: u32 = 254 * 254;

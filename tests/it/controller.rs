@@ -14,6 +14,7 @@ pub(crate) mod idle;
 pub(crate) mod leader;
 pub(crate) mod lifecycle;
 mod policy;
+mod probe_queue;
 mod rbac;
 pub(crate) mod token_review;
 

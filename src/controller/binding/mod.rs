@@ -19,7 +19,7 @@ pub mod triggers;
 
 use std::{future::Future, sync::Arc};
 
-use super::{context::Context, run::scoped};
+use super::{context::Context, shared::scoped};
 use crate::api::{McpBinding, McpPolicy, McpServer};
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Secret;

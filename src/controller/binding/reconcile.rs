@@ -12,7 +12,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::controller::Action,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     secret::{self, Ownership},
@@ -24,9 +24,10 @@ use crate::{
     api::{McpBinding, McpBindingStatus, McpPolicy, McpServer},
     controller::{
         apply::{self, Change, HASH_ANNOTATION},
-        context::{Context, FIELD_MANAGER},
+        context::Context,
         error::Error,
         retry,
+        shared::{self, FIELD_MANAGER},
     },
 };
 
@@ -214,20 +215,7 @@ async fn write_status(
         return Ok(false);
     }
     ctx.may_write()?;
-    let ns = binding.namespace().unwrap_or_default();
-    let patch = json!({
-        "apiVersion": "mcp-operator.dev/v1alpha1",
-        "kind": "McpBinding",
-        "metadata": {"name": binding.name_any(), "namespace": ns},
-        "status": status,
-    });
-    Api::<McpBinding>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &binding.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    shared::write_status(&ctx.client, binding, status).await?;
     Ok(true)
 }
 

@@ -28,7 +28,7 @@ use crate::{
         binding::BindingServerStatus,
         common::{condition, find_condition, upsert_condition},
     },
-    controller::server::targeting_policies,
+    controller::policy::targeting_policies,
     policy::{EffectivePolicy, ToolAccess},
 };
 

@@ -65,7 +65,7 @@ pub fn selects(binding: &McpBinding, server: &McpServer) -> bool {
 
 /// Whether `binding` targets `server`: same namespace, and named in `spec.servers` or
 /// matched by `spec.serverSelector`. The one targeting rule: [`resolve`] (the binding
-/// controller) and the TokenReview ClusterRoleBinding ([`crate::controller::tokenreview`])
+/// controller) and the TokenReview ClusterRoleBinding ([`crate::controller::token_review`])
 /// both decide with it.
 pub fn targets(binding: &McpBinding, server: &McpServer) -> bool {
     binding.namespace() == server.namespace()

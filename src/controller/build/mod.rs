@@ -8,7 +8,7 @@
 //! the gateway's configuration file · [`rbac`] ServiceAccount, Role, RoleBinding ·
 //! [`network_policy`] · [`security`] the restricted Pod Security profile and the checks
 //! of user security settings against it. Workload rules of policies live in
-//! [`crate::controller::validate`], checked before building.
+//! [`crate::controller::policy_rules`], checked before building.
 
 pub mod deployment;
 pub mod gateway_secret;
@@ -24,7 +24,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::validate::{EffectiveEgress, merge_egress};
+use super::policy_rules::{EffectiveEgress, merge_egress};
 use crate::api::McpPolicySpec;
 use crate::api::policy::EgressRule;
 use crate::api::server::{
@@ -65,7 +65,7 @@ pub struct BuildContext {
     /// Extra egress allowed when `egress` is set, so the gateway can reach the API server
     /// (Events, TokenReview) under a narrow policy: one host rule per address of the
     /// `kubernetes` Service's EndpointSlices (or Endpoints) with their ports, and its
-    /// ClusterIP ([`crate::controller::api_server`]). Empty when they cannot be read.
+    /// ClusterIP ([`crate::controller::api_server_egress`]). Empty when they cannot be read.
     pub api_server_egress: Vec<EgressRule>,
 }
 

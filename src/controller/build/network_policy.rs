@@ -3,7 +3,7 @@
 //! (if every such policy allows it), the merged destinations, and the API server for the
 //! gateway's Events and TokenReviews ([`BuildContext::api_server_egress`]: the addresses
 //! and ports of the `kubernetes` Service's endpoints, since NetworkPolicies apply after
-//! the Service DNAT, plus its ClusterIP; read by [`crate::controller::api_server`]).
+//! the Service DNAT, plus its ClusterIP; read by [`crate::controller::api_server_egress`]).
 //!
 //! A NetworkPolicy applies to the whole pod, so what the gateway needs (the remote URL,
 //! the API server) is open to the `mcp` container too; it still holds no API token.

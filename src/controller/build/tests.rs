@@ -131,7 +131,7 @@ fn examples_meet_the_baseline_workload_rules() {
             .map(|p| (p.metadata.name.as_deref().unwrap(), &p.spec))
             .collect();
         assert!(!applied.is_empty());
-        let v = crate::controller::validate::workload_violations(server, &applied);
+        let v = crate::controller::policy_rules::workload_violations(server, &applied);
         assert!(v.is_empty(), "{:?}: {v:?}", server.metadata.name);
     }
 }

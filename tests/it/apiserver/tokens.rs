@@ -224,7 +224,7 @@ async fn api_audience_tokens_authenticate_requests_and_token_review_needs_rbac()
         .create(&PostParams::default(), &role)
         .await
         .unwrap();
-    let binding = mcp_operator::controller::tokenreview::cluster_role_binding(vec![
+    let binding = mcp_operator::controller::token_review::cluster_role_binding(vec![
         k8s_openapi::api::rbac::v1::Subject {
             api_group: None,
             kind: "ServiceAccount".into(),

@@ -24,7 +24,7 @@ use kube::{
 };
 use mcp_operator::api::{McpBinding, McpServer};
 use mcp_operator::apiserver::{ApiServer, ApiServerHandle, ApiServerOptions, FaultKind, FaultRule};
-use mcp_operator::controller::tokenreview;
+use mcp_operator::controller::token_review;
 use serde_json::{Value, json};
 
 use super::harness::{GatewayProcess, Mcp, config, hash};
@@ -99,12 +99,12 @@ impl Cluster {
             "spec": {"servers": [{"name": SERVER}], "subjects": [{"kind": "ServiceAccount", "name": "agent"}]},
         }))
         .unwrap();
-        let subjects = tokenreview::desired_subjects([&server], [&binding]);
+        let subjects = token_review::desired_subjects([&server], [&binding]);
         assert_eq!(subjects.len(), 1);
         Api::<ClusterRoleBinding>::all(admin.clone())
             .create(
                 &PostParams::default(),
-                &tokenreview::cluster_role_binding(subjects),
+                &token_review::cluster_role_binding(subjects),
             )
             .await
             .unwrap();

@@ -1,4 +1,4 @@
-//! The operator side of ServiceAccount tokens: the task of `src/controller/tokenreview.rs`
+//! The operator side of ServiceAccount tokens: the task of `src/controller/token_review.rs`
 //! keeps the ClusterRoleBinding `mcp-operator-gateways` listing the gateway
 //! ServiceAccounts of exactly the servers targeted by McpBindings with ServiceAccount
 //! subjects, and only those ServiceAccounts the operator created and controls (never a
@@ -16,7 +16,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use mcp_operator::api::{McpBinding, McpServer, crd};
 use mcp_operator::apiserver::{ApiServer, ApiServerOptions};
-use mcp_operator::controller::tokenreview::{CLUSTER_ROLE, CLUSTER_ROLE_BINDING, run};
+use mcp_operator::controller::token_review::{CLUSTER_ROLE, CLUSTER_ROLE_BINDING, run};
 use serde_json::{Value, json};
 
 use crate::support;

@@ -20,7 +20,7 @@ use kube::{
 };
 use mcp_operator::{
     api::{McpServer, common::find_condition},
-    controller::tokenreview::CLUSTER_ROLE_BINDING,
+    controller::token_review::CLUSTER_ROLE_BINDING,
 };
 use serde_json::{Value, json};
 

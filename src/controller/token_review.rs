@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use super::binding::targets::targets;
 use super::build::labels::{MANAGED_BY, MANAGED_BY_KEY};
-use super::run::scoped;
+use super::shared::scoped;
 use crate::api::{McpBinding, McpServer};
 use crate::gateway::config::BindingConfig;
 
