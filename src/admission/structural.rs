@@ -25,6 +25,9 @@ pub enum FieldErrorKind {
     Duplicate,
     /// A field the schema does not declare (strict field validation).
     Unknown,
+    /// A value the request may not set now (`field.Forbidden`), e.g. a new finalizer on
+    /// an object being deleted.
+    Forbidden,
 }
 
 /// One violation, worded as the API server words it.
@@ -59,7 +62,9 @@ impl FieldError {
             | FieldErrorKind::TooLong
             | FieldErrorKind::TooMany => true,
             FieldErrorKind::Invalid => self.detail.contains("must be of type"),
-            FieldErrorKind::Duplicate | FieldErrorKind::Unknown => false,
+            FieldErrorKind::Duplicate | FieldErrorKind::Unknown | FieldErrorKind::Forbidden => {
+                false
+            }
         }
     }
 
@@ -103,7 +108,8 @@ impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (path, value, detail) = (&self.path, &self.value, &self.detail);
         match self.kind {
-            FieldErrorKind::Required => write!(f, "{path}: Required value"),
+            FieldErrorKind::Required if detail.is_empty() => write!(f, "{path}: Required value"),
+            FieldErrorKind::Required => write!(f, "{path}: Required value: {detail}"),
             FieldErrorKind::Invalid => write!(f, "{path}: Invalid value: {value}: {detail}"),
             FieldErrorKind::Unsupported => {
                 write!(f, "{path}: Unsupported value: {value}: {detail}")
@@ -112,6 +118,7 @@ impl fmt::Display for FieldError {
             FieldErrorKind::TooMany => write!(f, "{path}: Too many: {value}: {detail}"),
             FieldErrorKind::Duplicate => write!(f, "{path}: Duplicate value: {value}"),
             FieldErrorKind::Unknown => write!(f, "unknown field \"{path}\""),
+            FieldErrorKind::Forbidden => write!(f, "{path}: Forbidden: {detail}"),
         }
     }
 }

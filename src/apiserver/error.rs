@@ -108,8 +108,9 @@ impl ApiServerError {
             conflicts.len(),
             listed.join("\n")
         );
-        let mut d = details(rt, name);
-        d["causes"] = Value::Array(causes);
+        // The API server's apply conflicts name no object in their details.
+        let _ = (rt, name);
+        let d = json!({"causes": causes});
         Self::status(409, "Conflict", message, Some(d))
     }
 
@@ -136,6 +137,52 @@ impl ApiServerError {
         )
     }
 
+    /// An invalid request option (`DeleteOptions`, `PatchOptions`, `ListOptions` of
+    /// meta.k8s.io), 422 as the API server validates them: `<path>: <Kind>: <detail>`.
+    pub fn invalid_options(
+        options: &str,
+        path: &str,
+        kind: FieldErrorKind,
+        value: &str,
+        detail: &str,
+    ) -> Self {
+        let error = FieldError {
+            path: path.to_owned(),
+            kind,
+            value: value.to_owned(),
+            detail: detail.to_owned(),
+        };
+        Self::invalid(options, "meta.k8s.io", "", &[error])
+    }
+
+    /// A JSON patch whose operation failed (422 Invalid, no details), as the API server
+    /// words it.
+    pub fn patch_rejected() -> Self {
+        Self::status(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request".into(),
+            Some(json!({})),
+        )
+    }
+
+    /// A delete precondition that does not hold (409 Conflict): `what` is `UID` or
+    /// `ResourceVersion`, as `storage.NewInvalidObjError` words it.
+    pub fn precondition_failed(
+        rt: &ResourceType,
+        name: &str,
+        what: &str,
+        wanted: &str,
+        stored: &str,
+    ) -> Self {
+        let message = format!(
+            "Operation cannot be fulfilled on {} {name:?}: the {what} in the precondition ({wanted}) does not match the {what} in record ({stored}). The object might have been deleted and then recreated",
+            rt.kind
+        );
+        let details = json!({"name": name, "group": rt.group, "kind": rt.kind});
+        Self::status(409, "Conflict", message, Some(details))
+    }
+
     /// A malformed request (400 BadRequest).
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::status(400, "BadRequest", message.into(), None)
@@ -151,12 +198,25 @@ impl ApiServerError {
         Self::status(405, "MethodNotAllowed", message.into(), None)
     }
 
-    /// A patch type the server does not understand (415 UnsupportedMediaType).
+    /// A patch type this resource does not take (415 UnsupportedMediaType): strategic
+    /// merge on a custom resource.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         let message = format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
         );
+        let _ = content_type;
         Self::status(415, "UnsupportedMediaType", message, None)
+    }
+
+    /// A content type no patch has (415), worded as the API server's content negotiation
+    /// words it.
+    pub fn unknown_media_type() -> Self {
+        Self::status(
+            415,
+            "UnsupportedMediaType",
+            "415: Unsupported Media Type".into(),
+            Some(json!({})),
+        )
     }
 
     /// `Internal error occurred: ...` (500 InternalError).
@@ -221,7 +281,12 @@ impl ApiServerError {
             "reason": status.reason,
             "code": status.code,
         });
-        if let Some(details) = status.details {
+        if let Some(mut details) = status.details {
+            // Go leaves empty strings out (`omitempty`): a core kind's details carry no
+            // `group`, a collection's no `name`.
+            if let Some(map) = details.as_object_mut() {
+                map.retain(|_, v| v.as_str() != Some(""));
+            }
             value["details"] = details;
         }
         value
@@ -250,6 +315,7 @@ fn cause(error: &FieldError) -> Value {
         FieldErrorKind::TooLong => "FieldValueTooLong",
         FieldErrorKind::TooMany => "FieldValueTooMany",
         FieldErrorKind::Duplicate => "FieldValueDuplicate",
+        FieldErrorKind::Forbidden => "FieldValueForbidden",
     };
     let full = error.to_string();
     let prefix = format!("{}: ", error.path);

@@ -16,6 +16,8 @@
 
 use serde_json::{Value, json};
 
+use crate::admission::FieldErrorKind;
+
 use super::{
     error::{ApiResult, ApiServerError},
     events, meta,
@@ -43,9 +45,13 @@ impl Propagation {
             "" | "Background" => Ok(Self::Background),
             "Foreground" => Ok(Self::Foreground),
             "Orphan" => Ok(Self::Orphan),
-            other => Err(ApiServerError::bad_request(format!(
-                "unknown propagationPolicy {other:?}"
-            ))),
+            other => Err(ApiServerError::invalid_options(
+                "DeleteOptions",
+                "propagationPolicy",
+                FieldErrorKind::Unsupported,
+                &format!("{other:?}"),
+                "supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"",
+            )),
         }
     }
 }

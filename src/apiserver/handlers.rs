@@ -14,6 +14,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+use crate::admission::{FieldError, FieldErrorKind};
+
 use super::{
     apply::{self, ApplyRequest},
     discovery,
@@ -162,6 +164,98 @@ fn list_options(params: &Params) -> ApiResult<ListOptions> {
     })
 }
 
+/// `PatchOptions` as the API server validates them: an apply patch needs a field
+/// manager; `force` is for apply patches only.
+fn validate_patch_options(patch_type: PatchType, params: &Params) -> ApiResult<()> {
+    let manager = params.get("fieldManager").filter(|m| !m.is_empty());
+    let force = params.get("force").is_some_and(|f| f == "true");
+    match patch_type {
+        PatchType::Apply if manager.is_none() => Err(ApiServerError::invalid_options(
+            "PatchOptions",
+            "fieldManager",
+            FieldErrorKind::Required,
+            "",
+            "is required for apply patch",
+        )),
+        PatchType::Apply => Ok(()),
+        _ if force => Err(ApiServerError::invalid_options(
+            "PatchOptions",
+            "force",
+            FieldErrorKind::Forbidden,
+            "",
+            "may not be specified for non-apply patch",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Watch `ListOptions` as kube-apiserver v1.33 validates them with the WatchList feature
+/// gate off (its default there): `sendInitialEvents` is refused, and
+/// `resourceVersionMatch` needs it.
+fn validate_watch_options(params: &Params) -> ApiResult<()> {
+    let forbidden = |path: &str, detail: &str| FieldError {
+        path: path.to_owned(),
+        kind: FieldErrorKind::Forbidden,
+        value: String::new(),
+        detail: detail.to_owned(),
+    };
+    let matching = params.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let mut errors = Vec::new();
+    if params.contains_key("sendInitialEvents") {
+        if matching.map(String::as_str) != Some("NotOlderThan") {
+            errors.push(forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        errors.push(forbidden(
+            "sendInitialEvents",
+            "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+        ));
+    } else if matching.is_some() {
+        errors.push(forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiServerError::invalid(
+        "ListOptions",
+        "meta.k8s.io",
+        "",
+        &errors,
+    ))
+}
+
+/// `DeleteOptions.preconditions` (uid, resourceVersion) against the stored object.
+fn check_preconditions(
+    stored: &Value,
+    options: &Value,
+    rt: &ResourceType,
+    name: &str,
+) -> ApiResult<()> {
+    for (key, what) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        let Some(wanted) = options
+            .pointer(&format!("/preconditions/{key}"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let have = stored
+            .pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if wanted != have {
+            return Err(ApiServerError::precondition_failed(
+                rt, name, what, wanted, have,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The field manager: `fieldManager`, else the User-Agent's program name, as Kubernetes
 /// derives it.
 fn manager(params: &Params, headers: &HeaderMap) -> String {
@@ -203,6 +297,7 @@ fn resource(
         (Method::GET, None)
             if matches!(params.get("watch").map(String::as_str), Some("true" | "1")) =>
         {
+            validate_watch_options(params)?;
             let since = params.get("resourceVersion").filter(|v| !v.is_empty());
             let since = since
                 .map(|v| {
@@ -269,8 +364,10 @@ fn resource(
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
+            let patch_type = PatchType::from_content_type(content_type)?;
+            validate_patch_options(patch_type, params)?;
             let mut inner = state.lock();
-            match PatchType::from_content_type(content_type)? {
+            match patch_type {
                 PatchType::Apply => {
                     let force = params.get("force").is_some_and(|f| f == "true");
                     let existed = inner.get(&rt, &ns, &name).is_ok();
@@ -321,12 +418,10 @@ fn resource(
                 .map(String::as_str)
                 .or_else(|| options.get("propagationPolicy").and_then(Value::as_str))
                 .unwrap_or_default();
-            ok(
-                StatusCode::OK,
-                state
-                    .lock()
-                    .delete(&rt, &ns, &name, Propagation::parse(policy)?)?,
-            )
+            let propagation = Propagation::parse(policy)?;
+            let mut inner = state.lock();
+            check_preconditions(&inner.get(&rt, &ns, &name)?, &options, &rt, &name)?;
+            ok(StatusCode::OK, inner.delete(&rt, &ns, &name, propagation)?)
         }
         (Method::DELETE, None) => {
             let mut inner = state.lock();

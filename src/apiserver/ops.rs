@@ -164,6 +164,9 @@ impl Inner {
         object: Value,
         old: Option<&Value>,
     ) -> ApiResult<Value> {
+        if let Some(old) = old.filter(|o| meta::is_deleting(o)) {
+            no_new_finalizers(rt, old, &object)?;
+        }
         let api_version = rt.api_version();
         let mut object = if self.admission.serves(&api_version, &rt.kind) {
             self.admission
@@ -261,4 +264,42 @@ fn establish(crd: &mut Value) {
         "acceptedNames": crd.pointer("/spec/names").cloned().unwrap_or_default(),
         "storedVersions": storage,
     });
+}
+
+/// An object being deleted takes no new finalizer (422, as the API server's
+/// `ValidateObjectMetaUpdate` words it).
+fn no_new_finalizers(rt: &ResourceType, old: &Value, object: &Value) -> ApiResult<()> {
+    let finalizers = |o: &Value| -> Vec<String> {
+        o.pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = finalizers(old);
+    let added: Vec<String> = finalizers(object)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    let quoted: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+    let error = crate::admission::FieldError {
+        path: "metadata.finalizers".into(),
+        kind: crate::admission::FieldErrorKind::Forbidden,
+        value: String::new(),
+        detail: format!(
+            "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            quoted.join(", ")
+        ),
+    };
+    Err(ApiServerError::invalid(
+        &rt.kind,
+        &rt.group,
+        meta::name_of(object),
+        &[error],
+    ))
 }

@@ -32,7 +32,7 @@ impl PatchType {
             "application/json-patch+json" => Ok(Self::Json),
             "application/strategic-merge-patch+json" => Ok(Self::Strategic),
             "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(Self::Apply),
-            other => Err(ApiServerError::unsupported_media_type(other)),
+            _ => Err(ApiServerError::unknown_media_type()),
         }
     }
 }
@@ -54,11 +54,9 @@ pub fn patched(kind: PatchType, old: &Value, body: &[u8]) -> ApiResult<Value> {
         PatchType::Json => {
             let patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiServerError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut doc, &patch).map_err(|e| {
-                ApiServerError::bad_request(format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ))
-            })?;
+            // The API server answers a failed operation (a `test` that does not hold, a
+            // path that is not there) with a bare 422, naming neither.
+            json_patch::patch(&mut doc, &patch).map_err(|_| ApiServerError::patch_rejected())?;
         }
         PatchType::Apply => {
             return Err(ApiServerError::bad_request(

@@ -82,15 +82,38 @@ fn parse_term(term: &str) -> Option<Requirement> {
     (!term.contains(char::is_whitespace)).then(|| Requirement::Exists(term.to_owned()))
 }
 
+/// Keys and values are identifiers to the API server's selector lexer: a character that
+/// cannot be in one (`(`, `)`, `=`, `!`, `,`, a space) is refused as its parser words it.
+fn check_identifiers(requirement: &Requirement) -> ApiResult<()> {
+    let (key, values): (&str, Vec<&str>) = match requirement {
+        Requirement::Equals(k, v) | Requirement::NotEquals(k, v) => (k, vec![v.as_str()]),
+        Requirement::In(k, vs) | Requirement::NotIn(k, vs) => {
+            (k, vs.iter().map(String::as_str).collect())
+        }
+        Requirement::Exists(k) | Requirement::NotExists(k) => (k, Vec::new()),
+    };
+    let identifier = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/');
+    for text in std::iter::once(key).chain(values) {
+        if let Some(c) = text.chars().find(|c| !identifier(*c)) {
+            return Err(ApiServerError::bad_request(format!(
+                "unable to parse requirement: found '{c}', expected: identifier"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl LabelSelector {
     /// Parses a `labelSelector` query value.
     pub fn parse(selector: &str) -> ApiResult<Self> {
         terms(selector)
             .into_iter()
             .map(|t| {
-                parse_term(t).ok_or_else(|| {
+                let requirement = parse_term(t).ok_or_else(|| {
                     ApiServerError::bad_request(format!("unable to parse requirement: {t:?}"))
-                })
+                })?;
+                check_identifiers(&requirement)?;
+                Ok(requirement)
             })
             .collect::<ApiResult<Vec<_>>>()
             .map(Self)

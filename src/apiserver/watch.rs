@@ -86,9 +86,16 @@ impl WatchRequest {
         let kind = match (change.kind, before, now) {
             (EventType::Added, _, true) | (EventType::Modified, false, true) => EventType::Added,
             (EventType::Modified, true, true) => EventType::Modified,
-            (EventType::Modified, true, false) | (EventType::Deleted, _, true) => {
-                EventType::Deleted
+            (EventType::Modified, true, false) => {
+                // As the watch cache reports it: the object as it last matched, at the
+                // change's resourceVersion.
+                let mut old = events::served(&self.rt, change.old.clone()?);
+                if let Some(rv) = object.pointer("/metadata/resourceVersion").cloned() {
+                    old["metadata"]["resourceVersion"] = rv;
+                }
+                return Some((EventType::Deleted.as_str(), old));
             }
+            (EventType::Deleted, _, true) => EventType::Deleted,
             _ => return None,
         };
         Some((kind.as_str(), object))

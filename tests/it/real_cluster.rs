@@ -9,6 +9,7 @@
 mod admission;
 mod controller;
 mod crds;
+mod differential;
 mod packaging;
 mod teardown;
 
