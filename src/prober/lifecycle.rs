@@ -5,6 +5,10 @@
 //! and `Mcp-Name` headers), and [`negotiate`], which chooses between them as
 //! [`EraPreference`] and [`era::after_discover`] say.
 //!
+//! After a fallback, an `initialize` refused with -32022 naming a modern version we speak is
+//! proof of a modern server whose first discover failed for another reason: one more
+//! discover follows (the Python SDK's rule).
+//!
 //! rmcp's discover start-up keeps the `supportedVersions` of the answer to itself, so the
 //! transport is wrapped in a [`DiscoverTap`] that copies them out as the answer passes.
 
@@ -19,7 +23,7 @@ use super::classify;
 use super::era::{self, AfterDiscover, DiscoverFailure, EraPreference};
 use super::error::ProbeError;
 use super::session::{Client, ProbeClient};
-use crate::mcp_http::era::LATEST_MODERN;
+use crate::mcp_http::era::{LATEST_MODERN, MODERN_VERSIONS};
 
 /// An open connection and the versions the server listed (modern era only).
 pub struct Connected {
@@ -51,14 +55,45 @@ pub async fn initialize<T>(transport: T, tried: &str) -> Result<Connected, Probe
 where
     T: Transport<RoleClient> + 'static,
 {
-    let client = ProbeClient
-        .serve(transport)
+    initialize_or_refusal(transport, tried)
         .await
-        .map_err(|e| from_start_error(tried, &e))?;
-    Ok(Connected {
-        client,
-        supported_versions: Vec::new(),
-    })
+        .map_err(|(e, _)| e)
+}
+
+/// [`initialize`], telling apart a refusal that is itself proof of a modern server:
+/// -32022 whose `data.supported` names a modern version we speak (then `true`).
+async fn initialize_or_refusal<T>(
+    transport: T,
+    tried: &str,
+) -> Result<Connected, (ProbeError, bool)>
+where
+    T: Transport<RoleClient> + 'static,
+{
+    match ProbeClient.serve(transport).await {
+        Ok(client) => Ok(Connected {
+            client,
+            supported_versions: Vec::new(),
+        }),
+        Err(e) => Err((from_start_error(tried, &e), names_a_modern_version(&e))),
+    }
+}
+
+fn names_a_modern_version(e: &ClientInitializeError) -> bool {
+    let ClientInitializeError::JsonRpcError(error) = e else {
+        return false;
+    };
+    error.code.0 == crate::mcp_http::era::code::UNSUPPORTED_PROTOCOL_VERSION as i32
+        && error
+            .data
+            .as_ref()
+            .and_then(|data| {
+                crate::mcp_http::era::unsupported_version_list(&serde_json::json!({"data": data}))
+            })
+            .is_some_and(|supported| {
+                supported
+                    .iter()
+                    .any(|v| MODERN_VERSIONS.contains(&v.as_str()))
+            })
 }
 
 /// `server/discover` only (rmcp retries once at a version a -32022 names).
@@ -136,10 +171,27 @@ where
         (AfterDiscover::Fallback { discover }, EraPreference::Modern) => {
             Err(era::not_modern(&discover_tried, &discover))
         }
-        (AfterDiscover::Fallback { discover }, _) => {
-            tracing::debug!(%discover, "server/discover gave no modern answer; initialize");
+        (AfterDiscover::Fallback { discover: why }, _) => {
+            tracing::debug!(%why, "server/discover gave no modern answer; initialize");
             progress(&initialize_tried);
-            initialize(connect(), &initialize_tried).await
+            match initialize_or_refusal(connect(), &initialize_tried).await {
+                Ok(connected) => Ok(connected),
+                // The handshake refused in favour of a version we speak: the first discover
+                // failed for another reason (a slow start, a transient error). Once more,
+                // as the Python SDK does; its failure is final.
+                Err((_, true)) => {
+                    progress(&discover_tried);
+                    discover(connect(), &discover_tried)
+                        .await
+                        .map_err(
+                            |failure| match era::after_discover(&discover_tried, failure) {
+                                AfterDiscover::Fail(e)
+                                | AfterDiscover::Fallback { discover: e } => e,
+                            },
+                        )
+                }
+                Err((e, false)) => Err(e),
+            }
         }
     }
 }
@@ -229,7 +281,7 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for DiscoverTap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp_http::era::{LATEST_LEGACY, MODERN_VERSIONS};
+    use crate::mcp_http::era::LATEST_LEGACY;
 
     #[test]
     fn rmcp_versions_are_the_shared_era_names() {

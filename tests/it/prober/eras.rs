@@ -331,3 +331,44 @@ async fn stdio_servers_negotiate_on_one_process() {
     assert_eq!(error.code(), ProbeErrorCode::ProtocolError, "{error}");
     assert!(error.message().contains("--era"), "{error}");
 }
+
+#[tokio::test]
+async fn a_handshake_refused_with_a_modern_version_is_discovered_again() {
+    // A modern-only server whose first discover failed (a 503 while it started): the
+    // fallback `initialize` is refused with -32022 naming 2026-07-28, which is itself
+    // proof of a modern server, so the probe discovers once more (as the Python SDK does).
+    let discovers = Arc::new(AtomicUsize::new(0));
+    let seen = discovers.clone();
+    let (stub, count) = counting_stub(move |req| {
+        let id = &req["id"];
+        match req["method"].as_str() {
+            Some("server/discover") if seen.fetch_add(1, Ordering::SeqCst) == 0 => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({}))
+            }
+            Some("server/discover") => (
+                StatusCode::OK,
+                json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
+                    "supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}},
+                    "ttlMs": 0, "cacheScope": "public",
+                    "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "slow", "version": "1"}}}}),
+            ),
+            Some("tools/list") => (
+                StatusCode::OK,
+                json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
+                    "tools": [{"name": "t", "inputSchema": {"type": "object"}}]}}),
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                error_answer(req, -32022, json!({"supported": ["2026-07-28"], "requested": "2025-11-25"})),
+            ),
+        }
+    })
+    .await;
+    let report = probe(&target(&stub.url("/mcp"), EraPreference::Auto), &opts()).await;
+    let inv = report.inventory().unwrap_or_else(|| panic!("{report:?}"));
+    assert_eq!(inv.server_info.era, Some(ProtocolEra::Modern));
+    assert_eq!(inv.tool_count, 1);
+    assert_eq!(report.attempts, 1);
+    // discover (503), initialize (-32022), discover, tools/list.
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+}
