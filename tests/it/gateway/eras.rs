@@ -11,6 +11,7 @@
 //! servers of the Python SDK 2.3 and the TypeScript SDK v2 behind a recorder.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,9 +32,10 @@ const PROBE: &str = "tok-eras-probe-51e0";
 /// and body.
 pub type Received = (Vec<(String, String)>, Value);
 
-/// What an upstream received.
+/// What an upstream received, and how many of its answers the caller abandoned (the
+/// connection closed before the answer was ready).
 #[derive(Clone, Default)]
-pub struct Seen(Arc<Mutex<Vec<Received>>>);
+pub struct Seen(Arc<Mutex<Vec<Received>>>, Arc<AtomicUsize>);
 
 impl Seen {
     fn push(&self, headers: &HeaderMap, body: &[u8]) {
@@ -62,6 +64,10 @@ impl Seen {
     pub fn count(&self) -> usize {
         self.0.lock().unwrap().len()
     }
+
+    pub fn abandoned(&self) -> usize {
+        self.1.load(Ordering::SeqCst)
+    }
 }
 
 /// Every value of header `name` in a recorded request.
@@ -75,7 +81,7 @@ pub fn values(headers: &[(String, String)], name: &str) -> Vec<String> {
 
 /// A modern upstream in-process: answers `server/discover`, `tools/list` (echo, delete_x,
 /// `cacheScope: public`, `ttlMs`), `tools/call` (`ask` answers `input_required` until the
-/// retry carries `inputResponses`; others echo their name) and `subscriptions/listen` (an
+/// retry carries `inputResponses`; `slow` answers after 3 s; others echo their name) and `subscriptions/listen` (an
 /// SSE stream: acknowledgement, then after 2.5 s a list_changed notification, then the
 /// closing result).
 pub async fn modern_stub() -> (support::Stub, Seen) {
@@ -88,7 +94,7 @@ pub async fn modern_stub() -> (support::Stub, Seen) {
             let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
             rec.push(&parts.headers, &bytes);
             let msg: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            stub_answer(&msg).await
+            stub_answer(&msg, &rec).await
         }
     });
     (support::serve(router).await, seen)
@@ -101,7 +107,18 @@ fn json_answer(v: Value) -> Response<Body> {
         .unwrap()
 }
 
-async fn stub_answer(msg: &Value) -> Response<Body> {
+/// Counts a request abandoned unless it finished.
+struct Abandoned(Arc<AtomicUsize>, bool);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn stub_answer(msg: &Value, seen: &Seen) -> Response<Body> {
     let id = msg["id"].clone();
     let ok = |result: Value| json_answer(json!({"jsonrpc": "2.0", "id": id, "result": result}));
     match msg["method"].as_str().unwrap_or_default() {
@@ -118,6 +135,11 @@ async fn stub_answer(msg: &Value) -> Response<Body> {
             "resultType": "complete", "ttlMs": 60000, "cacheScope": "public"})),
         "tools/call" => {
             let name = msg["params"]["name"].as_str().unwrap_or_default();
+            if name == "slow" {
+                let mut running = Abandoned(seen.1.clone(), false);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                running.1 = true;
+            }
             if name == "ask" && msg["params"].get("inputResponses").is_none() {
                 return ok(json!({
                     "resultType": "input_required",
@@ -817,4 +839,28 @@ async fn official_modern_clients_get_the_policy_through_the_gateway() {
             "{script} {mode}: {denied}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_call_past_its_timeout_is_cancelled_by_closing_its_connection() {
+    let (stub, seen) = modern_stub().await;
+    let cfg = policy_config(json!({"policy": {"limits": {"callTimeoutMs": 500}}}));
+    let gw = GatewayProcess::start(&stub.url("/mcp"), &cfg, &[]).await;
+    let mut c = Modern::new(&gw.url(), Some(AGENT));
+    let a = c.call("slow", json!({})).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.rule(), "Timeout", "{a:?}");
+    // The upstream's request is abandoned (its connection closed) …
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.abandoned() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never abandoned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // … and no session-era notifications/cancelled (which a modern server cannot place:
+    // no session, no envelope) is sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.with_method("notifications/cancelled").is_empty());
 }
