@@ -69,12 +69,13 @@ enum Transport {
 }
 
 type Runs = Vec<ClientRun>;
+/// One baseline per server and transport, each computed by the first test asking for it.
+type Baselines = HashMap<(EraServer, Transport), Arc<OnceLock<Runs>>>;
 
 /// Every client run directly against `server` over `transport`, computed once per test
 /// binary run (each server × path test needs its baseline; servers start once for it).
 fn direct(server: EraServer, transport: Transport) -> Runs {
-    static CACHE: OnceLock<Mutex<HashMap<(EraServer, Transport), Arc<OnceLock<Runs>>>>> =
-        OnceLock::new();
+    static CACHE: OnceLock<Mutex<Baselines>> = OnceLock::new();
     let slot = CACHE
         .get_or_init(Default::default)
         .lock()
