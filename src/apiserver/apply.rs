@@ -349,7 +349,7 @@ impl Inner {
             }
         }
         if !conflicts.is_empty() && !req.force {
-            return Err(ApiServerError::apply_conflict(rt, name, &conflicts));
+            return Err(ApiServerError::apply_conflict(&conflicts));
         }
         let previous = entries
             .iter()

@@ -91,7 +91,7 @@ impl ApiServerError {
     }
 
     /// Server-side apply conflicts between field managers (409 Conflict with causes).
-    pub fn apply_conflict(rt: &ResourceType, name: &str, conflicts: &[(String, String)]) -> Self {
+    pub fn apply_conflict(conflicts: &[(String, String)]) -> Self {
         let causes: Vec<Value> = conflicts
             .iter()
             .map(|(manager, field)| {
@@ -109,7 +109,6 @@ impl ApiServerError {
             listed.join("\n")
         );
         // The API server's apply conflicts name no object in their details.
-        let _ = (rt, name);
         let d = json!({"causes": causes});
         Self::status(409, "Conflict", message, Some(d))
     }
@@ -200,12 +199,9 @@ impl ApiServerError {
 
     /// A patch type this resource does not take (415 UnsupportedMediaType): strategic
     /// merge on a custom resource.
-    pub fn unsupported_media_type(content_type: &str) -> Self {
-        let message = format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-        );
-        let _ = content_type;
-        Self::status(415, "UnsupportedMediaType", message, None)
+    pub fn unsupported_media_type() -> Self {
+        let message = "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+        Self::status(415, "UnsupportedMediaType", message.into(), None)
     }
 
     /// A content type no patch has (415), worded as the API server's content negotiation

@@ -393,9 +393,7 @@ fn resource(
                 }
                 PatchType::Strategic if inner.admission.serves(&rt.api_version(), &rt.kind) => {
                     // Custom resources have no patch merge keys: the real server refuses too.
-                    Err(ApiServerError::unsupported_media_type(
-                        "application/strategic-merge-patch+json",
-                    ))
+                    Err(ApiServerError::unsupported_media_type())
                 }
                 kind => {
                     let old = inner.get(&rt, &ns, &name)?;
