@@ -232,6 +232,73 @@ pub fn server_request_refusal(id: Value, method: &str) -> Value {
     )
 }
 
+/// The change notifications a legacy child sends, and the `subscriptions/listen` filter
+/// field (and server capability) each needs.
+const LISTENABLE: &[(&str, &str, &str)] = &[
+    (
+        "notifications/tools/list_changed",
+        "toolsListChanged",
+        "tools",
+    ),
+    (
+        "notifications/prompts/list_changed",
+        "promptsListChanged",
+        "prompts",
+    ),
+    (
+        "notifications/resources/list_changed",
+        "resourcesListChanged",
+        "resources",
+    ),
+];
+
+/// The filter a `subscriptions/listen` to a legacy child is honored with: the list-change
+/// kinds the client asked for and the child's capabilities announce (`listChanged`).
+/// Resource subscriptions are not honored (a legacy child's `resources/subscribe` belongs
+/// to its one connection, shared by every client). `None`: `params.notifications` is not
+/// an object.
+pub fn listen_filter(request: &Value, capabilities: &Value) -> Option<Value> {
+    let requested = request.get("params")?.get("notifications")?.as_object()?;
+    let mut honored = Map::new();
+    for (_, field, capability) in LISTENABLE {
+        let wanted = requested.get(*field) == Some(&Value::Bool(true));
+        let offered = capabilities[*capability]["listChanged"] == Value::Bool(true);
+        if wanted && offered {
+            honored.insert(field.to_string(), Value::Bool(true));
+        }
+    }
+    Some(Value::Object(honored))
+}
+
+/// Whether a listen `filter` wants a legacy child's notification `method`.
+pub fn listen_accepts(filter: &Value, method: &str) -> bool {
+    LISTENABLE
+        .iter()
+        .any(|(m, field, _)| *m == method && filter[*field] == Value::Bool(true))
+}
+
+/// A copy of `notification` marked as belonging to the subscription `listen_id`.
+pub fn for_subscription(notification: &Value, listen_id: &Value) -> Value {
+    let mut stamped = notification.clone();
+    if !stamped.get("params").is_some_and(Value::is_object) {
+        stamped["params"] = json!({});
+    }
+    if !stamped["params"].get("_meta").is_some_and(Value::is_object) {
+        stamped["params"]["_meta"] = json!({});
+    }
+    stamped["params"]["_meta"][era::META_SUBSCRIPTION_ID] = listen_id.clone();
+    stamped
+}
+
+/// The acknowledgement of a `subscriptions/listen` the bridge serves.
+pub fn listen_acknowledged(listen_id: &Value, filter: &Value) -> Value {
+    for_subscription(
+        &json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": filter}}),
+        listen_id,
+    )
+}
+
 /// The -32022 answer to a modern request for a version the bridge cannot serve.
 pub fn unsupported_version(id: Value, requested: &str, supported: &[String]) -> Value {
     jsonrpc::error_response_with_data(
@@ -322,6 +389,33 @@ mod tests {
             json!({"experimental": {"x": {}}})
         );
         assert_eq!(envelope[META_CLIENT_INFO]["name"], "old");
+    }
+
+    #[test]
+    fn a_listen_is_honored_with_what_the_legacy_child_announces() {
+        let listen = json!({"params": {"notifications": {"toolsListChanged": true,
+            "promptsListChanged": true, "resourceSubscriptions": ["file:///x"]}}});
+        let caps = json!({"tools": {"listChanged": true}, "prompts": {},
+            "resources": {"subscribe": true, "listChanged": true}});
+        let filter = listen_filter(&listen, &caps).unwrap();
+        assert_eq!(filter, json!({"toolsListChanged": true}));
+        assert!(listen_accepts(&filter, "notifications/tools/list_changed"));
+        assert!(!listen_accepts(
+            &filter,
+            "notifications/prompts/list_changed"
+        ));
+        assert!(!listen_accepts(&filter, "notifications/message"));
+        assert!(listen_filter(&json!({"params": {}}), &caps).is_none());
+
+        let ack = listen_acknowledged(&json!(7), &filter);
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+        assert_eq!(ack["params"]["_meta"][era::META_SUBSCRIPTION_ID], 7);
+        assert_eq!(ack["params"]["notifications"], filter);
+        let changed = for_subscription(
+            &json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+            &json!("l"),
+        );
+        assert_eq!(changed["params"]["_meta"][era::META_SUBSCRIPTION_ID], "l");
     }
 
     #[test]

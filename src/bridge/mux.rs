@@ -49,6 +49,14 @@ impl ClientEra {
     }
 }
 
+/// A request the bridge answers itself instead of sending it to the child.
+enum Local {
+    /// This answer.
+    Answer(Value),
+    /// A `subscriptions/listen` for a legacy child, honored with this filter.
+    Listen(Value),
+}
+
 /// What a response needs before it reaches its client.
 #[derive(Debug, Clone, Copy)]
 enum ResponseFix {
@@ -95,6 +103,9 @@ struct InFlight {
 struct AttachedSession {
     outbox: Arc<Outbox>,
     client: ClientEra,
+    /// A modern session's `subscriptions/listen` the bridge serves for a legacy child: the
+    /// listen request's id and the honored filter.
+    listen: Option<(Value, Value)>,
     /// Client request id key → child-side id, for requests in flight.
     requests: HashMap<String, u64>,
 }
@@ -224,6 +235,7 @@ impl Mux {
             AttachedSession {
                 outbox,
                 client,
+                listen: None,
                 requests: HashMap::new(),
             },
         );
@@ -238,13 +250,12 @@ impl Mux {
         }
     }
 
-    /// Makes a client request fit the child's era. `Err` carries the answer when the
-    /// bridge answers the request itself.
+    /// Makes a client request fit the child's era. `Err`: the bridge answers it itself.
     fn translate_request(
         child: &ChildEra,
         client: &ClientEra,
         message: &mut Value,
-    ) -> Result<ResponseFix, Value> {
+    ) -> Result<ResponseFix, Local> {
         let id = || jsonrpc::id(message).cloned().unwrap_or_default();
         let method = jsonrpc::method(message).unwrap_or_default();
         match (client, child) {
@@ -252,14 +263,29 @@ impl Mux {
                 let requested = era::declared_version(message).unwrap_or_default();
                 let served = child.served_modern_versions();
                 if !served.iter().any(|v| v == requested) {
-                    return Err(eras::unsupported_version(id(), requested, &served));
+                    let refusal = eras::unsupported_version(id(), requested, &served);
+                    return Err(Local::Answer(refusal));
                 }
                 let ChildEra::Legacy { initialize } = child else {
                     return Ok(ResponseFix::AsIs);
                 };
                 if method == era::DISCOVER {
                     let result = eras::discover_from_initialize(initialize);
-                    return Err(json!({"jsonrpc": "2.0", "id": id(), "result": result}));
+                    return Err(Local::Answer(
+                        json!({"jsonrpc": "2.0", "id": id(), "result": result}),
+                    ));
+                }
+                if method == era::SUBSCRIPTIONS_LISTEN {
+                    let capabilities = &initialize["capabilities"];
+                    return Err(match eras::listen_filter(message, capabilities) {
+                        Some(filter) => Local::Listen(filter),
+                        None => Local::Answer(jsonrpc::error_response(
+                            id(),
+                            code::INVALID_PARAMS,
+                            "Invalid params: 'notifications' is required and must be a \
+                             subscription filter",
+                        )),
+                    });
                 }
                 let cacheable = eras::is_cacheable(method);
                 eras::strip_envelope(message);
@@ -267,7 +293,9 @@ impl Mux {
             }
             (ClientEra::Legacy { initialize_params }, ChildEra::Modern { version, .. }) => {
                 if method == "ping" {
-                    return Err(json!({"jsonrpc": "2.0", "id": id(), "result": {}}));
+                    return Err(Local::Answer(
+                        json!({"jsonrpc": "2.0", "id": id(), "result": {}}),
+                    ));
                 }
                 let envelope = eras::legacy_client_envelope(version, initialize_params);
                 era::stamp_envelope(message, &envelope);
@@ -349,8 +377,25 @@ impl Mux {
         let client = client.ok_or_else(|| BackendError::SessionClosed("detached".into()))?;
         let fix = match Self::translate_request(&child, &client, &mut message) {
             Ok(fix) => fix,
-            Err(answer) => {
+            Err(Local::Answer(answer)) => {
                 self.answer(key, answer);
+                return Ok(());
+            }
+            Err(Local::Listen(filter)) => {
+                // Open until the client goes away: change notifications of the child that
+                // the filter wants are copied to it (see dispatch_notification).
+                let listen_id = jsonrpc::id(&message).cloned().unwrap_or_default();
+                let ack = eras::listen_acknowledged(&listen_id, &filter);
+                let outbox = {
+                    let mut state = self.lock();
+                    let session = state
+                        .sessions
+                        .get_mut(&key)
+                        .ok_or_else(|| BackendError::SessionClosed("detached".into()))?;
+                    session.listen = Some((listen_id, filter));
+                    session.outbox.clone()
+                };
+                outbox.deliver(ack);
                 return Ok(());
             }
         };
@@ -471,6 +516,23 @@ impl Mux {
     }
 
     fn dispatch_notification(&self, mut message: Value, size: usize) {
+        if let Some(child_id) = era::subscription_id(&message).and_then(Value::as_u64) {
+            // A modern child's subscription notification: to the client whose
+            // subscriptions/listen it belongs to, under the client's id for it.
+            let target = {
+                let state = self.lock();
+                state.in_flight.get(&child_id).and_then(|f| {
+                    let outbox = state.sessions.get(&f.session)?.outbox.clone();
+                    Some((outbox, f.client_id.clone()))
+                })
+            };
+            if let Some((outbox, client_id)) = target {
+                message["params"]["_meta"][era::META_SUBSCRIPTION_ID] = client_id;
+                outbox.deliver_sized(message, size);
+            }
+            return;
+        }
+        let mut listeners: Vec<(Arc<Outbox>, Value)> = Vec::new();
         let outboxes: Vec<Arc<Outbox>> = {
             let mut state = self.lock();
             match jsonrpc::method(&message) {
@@ -503,15 +565,29 @@ impl Mux {
                         .into_iter()
                         .collect()
                 }
-                // Modern clients get no unsolicited notifications on a request's stream.
-                _ => state
-                    .sessions
-                    .values()
-                    .filter(|s| matches!(s.client, ClientEra::Legacy { .. }))
-                    .map(|s| s.outbox.clone())
-                    .collect(),
+                // Modern clients get no unsolicited notifications, only the changes their
+                // subscriptions/listen asked for.
+                method => {
+                    let method = method.unwrap_or_default();
+                    for session in state.sessions.values() {
+                        if let Some((listen_id, filter)) = &session.listen
+                            && eras::listen_accepts(filter, method)
+                        {
+                            listeners.push((session.outbox.clone(), listen_id.clone()));
+                        }
+                    }
+                    state
+                        .sessions
+                        .values()
+                        .filter(|s| matches!(s.client, ClientEra::Legacy { .. }))
+                        .map(|s| s.outbox.clone())
+                        .collect()
+                }
             }
         };
+        for (outbox, listen_id) in listeners {
+            outbox.deliver_sized(eras::for_subscription(&message, &listen_id), size);
+        }
         if let Some((last, rest)) = outboxes.split_last() {
             for outbox in rest {
                 outbox.deliver_sized(message.clone(), size);

@@ -43,6 +43,15 @@ pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabi
 /// `_meta` key of the client's name and version (optional).
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 
+/// `_meta` key naming the `subscriptions/listen` request (its JSON-RPC id) a notification
+/// belongs to: the acknowledgement and every change notification of a subscription carry it.
+pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// The `subscriptions/listen` request a notification belongs to, if any.
+pub fn subscription_id(msg: &Value) -> Option<&Value> {
+    request_meta(msg)?.get(META_SUBSCRIPTION_ID)
+}
+
 /// The modern era's discovery method (replaces `initialize`).
 pub const DISCOVER: &str = "server/discover";
 /// The modern era's long-lived notification stream.

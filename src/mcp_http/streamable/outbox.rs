@@ -1,8 +1,10 @@
 //! One session's server-to-client side: [`Outbox`] routes each message a backend delivers
 //! to the HTTP stream waiting for it. Responses go to the POST that carried their request,
-//! progress to the POST whose request asked for it, server requests to the only POST in
-//! flight (else the GET stream), everything else to the GET stream (buffered, bounded,
-//! while no GET stream is open).
+//! progress to the POST whose request asked for it, notifications of a 2026-07-28
+//! subscription (`_meta` `io.modelcontextprotocol/subscriptionId`) to the POST of its
+//! `subscriptions/listen` request, server requests to the only POST in flight (else the GET
+//! stream), everything else to the GET stream (buffered, bounded, while no GET stream is
+//! open).
 //!
 //! What a session holds for its client is bounded in bytes, not only in messages: every
 //! message waiting in the GET backlog or in a stream's queue counts against the session's
@@ -153,6 +155,12 @@ impl Outbox {
                     .map(jsonrpc::id_key)
                     .and_then(|t| routes.progress.get(&t))
                     .and_then(|request| routes.pending.get(request))
+                    .map(|p| p.stream.clone())
+            }
+            Kind::Notification if crate::mcp_http::era::subscription_id(&message).is_some() => {
+                crate::mcp_http::era::subscription_id(&message)
+                    .map(jsonrpc::id_key)
+                    .and_then(|request| routes.pending.get(&request))
                     .map(|p| p.stream.clone())
             }
             Kind::Request if routes.pending.len() == 1 => {
@@ -390,6 +398,35 @@ mod tests {
         assert_eq!(a_rx.try_recv().unwrap()["id"], 1);
         assert_eq!(b_rx.try_recv().unwrap()["id"], "1");
         assert_eq!(outbox.pending_requests(), 0);
+    }
+
+    #[test]
+    fn subscription_notifications_reach_their_listen_post() {
+        let outbox = Outbox::new(8);
+        let (listen_tx, mut listen_rx) = outbox.new_stream();
+        let (call_tx, mut call_rx) = outbox.new_stream();
+        outbox
+            .register(1, &[request(json!("listen-1"), None)], &listen_tx)
+            .unwrap();
+        outbox
+            .register(2, &[request(json!(2), None)], &call_tx)
+            .unwrap();
+        let sub = "io.modelcontextprotocol/subscriptionId";
+        outbox.deliver(
+            json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed",
+            "params":{"_meta":{sub:"listen-1"}}}),
+        );
+        // A subscription nobody listens to any more: not to another POST.
+        outbox.deliver(
+            json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed",
+            "params":{"_meta":{sub:"gone"}}}),
+        );
+        assert_eq!(
+            listen_rx.try_recv().unwrap()["method"],
+            "notifications/tools/list_changed"
+        );
+        assert!(listen_rx.try_recv().is_err());
+        assert!(call_rx.try_recv().is_err());
     }
 
     #[test]

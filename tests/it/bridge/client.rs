@@ -154,7 +154,7 @@ pub struct AnswerStream {
 }
 
 impl AnswerStream {
-    fn new(response: reqwest::Response) -> Self {
+    pub fn new(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let content_type = response
             .headers()

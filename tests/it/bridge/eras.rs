@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::client::{McpClient, http_client, read_answer};
+use super::client::{AnswerStream, McpClient, http_client, read_answer};
 use super::{Bridge, everything_cmd};
 use crate::support;
 
@@ -93,7 +93,8 @@ fn every_python_client_works(bridge: &mut Bridge, tool: &str, args: Value, expec
 }
 
 /// A modern request with its envelope, and the routing headers that mirror it.
-fn modern_request(id: i64, method: &str, params: Value) -> Value {
+fn modern_request(id: impl Into<Value>, method: &str, params: Value) -> Value {
+    let id: Value = id.into();
     let mut params = params;
     params["_meta"] = json!({
         VERSION_KEY: MODERN,
@@ -388,5 +389,114 @@ while True:
     assert_eq!(
         response["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
         "strict-legacy"
+    );
+}
+
+/// Opens a session-less modern request and returns its answer stream.
+async fn open_stream(url: &str, body: &Value, headers: &[(&str, &str)]) -> AnswerStream {
+    let mut request = http_client()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    AnswerStream::new(request.send().await.expect("POST"))
+}
+
+/// The next message of `stream`, failing after 20 s.
+async fn next_message(stream: &mut AnswerStream, what: &str) -> Value {
+    tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing within 20 s"))
+        .unwrap_or_else(|| panic!("{what}: the stream ended"))
+}
+
+const SUBSCRIPTION_KEY: &str = "io.modelcontextprotocol/subscriptionId";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_a_modern_listen_gets_a_legacy_childs_list_changes() {
+    // A legacy child that announces tools.listChanged and, on the tool `change`, logs a
+    // message and says its tool and prompt lists changed.
+    let child = fake_child(
+        r#"
+while True:
+    request = recv()
+    if "id" not in request:
+        continue
+    if request["method"] == "server/discover":
+        send({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "Method not found"}})
+    elif request["method"] == "initialize":
+        send({"jsonrpc": "2.0", "id": request["id"], "result": {"protocolVersion": "2025-06-18",
+              "capabilities": {"tools": {"listChanged": True}, "prompts": {"listChanged": True}},
+              "serverInfo": {"name": "changing", "version": "1"}}})
+    elif request["method"] == "tools/call":
+        send({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}})
+        send({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"})
+        send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        send({"jsonrpc": "2.0", "id": request["id"], "result": {"content": []}})
+    else:
+        send({"jsonrpc": "2.0", "id": request["id"], "result": {"tools": []}})
+"#,
+    );
+    let bridge = Bridge::start(&[], &child, &[]);
+    let url = bridge.mcp_url();
+    let listen = modern_request(
+        41,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true, "resourcesListChanged": true}}),
+    );
+    let headers = routing("subscriptions/listen", None);
+    let mut stream = open_stream(&url, &listen, &as_refs(&headers)).await;
+    assert!(stream.content_type.starts_with("text/event-stream"));
+    let ack = next_message(&mut stream, "acknowledgement").await;
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(ack["params"]["_meta"][SUBSCRIPTION_KEY], 41, "{ack}");
+    // Only what the client asked for and the child announces.
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+
+    let call = modern_request(5, "tools/call", json!({"name": "change", "arguments": {}}));
+    let (status, response) = post(
+        &url,
+        &call,
+        &as_refs(&routing("tools/call", Some("change"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{response}");
+    let changed = next_message(&mut stream, "tools list change").await;
+    assert_eq!(
+        changed["method"], "notifications/tools/list_changed",
+        "{changed}"
+    );
+    assert_eq!(changed["params"]["_meta"][SUBSCRIPTION_KEY], 41);
+    // Neither the log message nor the unrequested prompts change followed it.
+    let more = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+    assert!(more.is_err(), "unexpected: {more:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_a_modern_listen_reaches_a_modern_child_under_the_clients_id() {
+    let bridge = Bridge::start(&[], &ts_stdio(true), &[]);
+    let listen = modern_request(
+        "my-listen",
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true}}),
+    );
+    let headers = routing("subscriptions/listen", None);
+    let mut stream = open_stream(&bridge.mcp_url(), &listen, &as_refs(&headers)).await;
+    let ack = next_message(&mut stream, "acknowledgement").await;
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"][SUBSCRIPTION_KEY], "my-listen",
+        "{ack}"
     );
 }
