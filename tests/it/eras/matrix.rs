@@ -330,7 +330,6 @@ fn ts_dual_through_gateway() {
 }
 
 #[test]
-#[ignore = "needs issue 14 gateway/bridge work"]
 fn ts_dual_through_bridge() {
     check_bridge(EraServer::TsDual, Path::Bridge);
 }
@@ -353,7 +352,6 @@ fn ts_modern_only_through_gateway() {
 }
 
 #[test]
-#[ignore = "needs issue 14 gateway/bridge work"]
 fn ts_modern_only_through_bridge() {
     check_bridge(EraServer::TsModernOnly, Path::Bridge);
 }
@@ -376,7 +374,6 @@ fn py_dual_through_gateway() {
 }
 
 #[test]
-#[ignore = "needs issue 14 gateway/bridge work"]
 fn py_dual_through_bridge() {
     check_bridge(EraServer::PyDual, Path::Bridge);
 }
@@ -399,7 +396,6 @@ fn py_modern_only_through_gateway() {
 }
 
 #[test]
-#[ignore = "needs issue 14 gateway/bridge work"]
 fn py_modern_only_through_bridge() {
     check_bridge(EraServer::PyModernOnly, Path::Bridge);
 }
