@@ -4,12 +4,14 @@
 //! a legacy-only child (server-everything), a modern-only child (the TypeScript SDK's
 //! `legacy: 'reject'`, the Python peer's modern-only wrapper) or a dual child.
 //!
-//! The clients are real: the Python SDK 2.3 client in `auto`, pinned `2026-07-28` and
-//! `legacy` modes (`tests/peers/py_era_client.py`), and raw HTTP for what no SDK client
-//! sends on purpose (mismatched headers, unknown versions).
+//! The clients are real: the Python SDK 2.3 and TypeScript SDK v2 clients in `auto`,
+//! pinned `2026-07-28` and `legacy` modes ([`crate::support::era_peers`]), and raw HTTP for
+//! what no SDK client sends on purpose (mismatched headers, unknown versions, a listen).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::support::era_peers::{EraClient, EraServer, Target, ToolCall};
 
 use serde_json::{Value, json};
 
@@ -21,73 +23,38 @@ const MODERN: &str = "2026-07-28";
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
 
-fn node22() -> String {
-    support::peer_path("bin/node22")
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The TypeScript SDK v2 era peer on stdio (dual, or `legacy: 'reject'`).
-fn ts_stdio(modern_only: bool) -> Vec<String> {
-    let mut cmd = vec![
-        node22(),
-        support::repo_path("tests/peers/ts_era_server.cjs")
-            .to_string_lossy()
-            .into_owned(),
-        "stdio".to_owned(),
-    ];
-    if modern_only {
-        cmd.push("--modern-only".to_owned());
-    }
-    cmd
-}
-
-/// The Python SDK 2.3 era peer on stdio (`dual` or `modern-only`).
-fn py_stdio(config: &str) -> Vec<String> {
-    vec![
-        support::python().to_string_lossy().into_owned(),
-        support::repo_path("tests/peers/py_era_server.py")
-            .to_string_lossy()
-            .into_owned(),
-        config.to_owned(),
-        "stdio".to_owned(),
-    ]
-}
-
-/// The Python SDK 2.3 client in `mode` against `url`: lists the tools and calls `tool`.
-fn py_client(mode: &str, url: &str, tool: &str, args: Value) -> Value {
-    let out = Command::new(support::python())
-        .arg(support::repo_path("tests/peers/py_era_client.py"))
-        .args([mode, url, tool, &args.to_string()])
-        .output()
-        .expect("running py_era_client.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python client {mode} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-/// Every Python client mode against the bridge: the negotiated version the client reports,
-/// a tool listed and a call answered with `expected` in its text.
-fn every_python_client_works(bridge: &mut Bridge, tool: &str, args: Value, expected: &str) {
+/// Every SDK client mode (Python 2.3 and TypeScript v2: auto, pinned 2026-07-28, legacy)
+/// against the bridge: the negotiated version the client reports, the tool listed and a
+/// call answered with `expected` in its text.
+fn every_client_works(bridge: &mut Bridge, call: &ToolCall, expected: &str) {
     let url = bridge.mcp_url();
-    for (mode, version) in [("auto", MODERN), (MODERN, MODERN), ("legacy", "2025-11-25")] {
-        let out = py_client(mode, &url, tool, args.clone());
+    for (client, version) in [
+        (EraClient::PythonAuto, MODERN),
+        (EraClient::PythonPinned, MODERN),
+        (EraClient::PythonLegacy, "2025-11-25"),
+        (EraClient::TsAuto, MODERN),
+        (EraClient::TsPinned, MODERN),
+        (EraClient::TsLegacy, "2025-11-25"),
+    ] {
+        let run = client.run(Target::Url(&url), Some(call));
         assert_eq!(
-            out["protocolVersion"],
-            version,
-            "client {mode}: {out}\nbridge output:\n{}",
+            run.protocol_version.as_deref(),
+            Some(version),
+            "{}: {run:?}\nbridge output:\n{}",
+            client.name(),
             bridge.peer.output()
         );
-        let tools = out["tools"].as_array().expect("tools");
-        assert!(tools.iter().any(|t| t == tool), "client {mode}: {out}");
-        let text = out["result"]["content"][0]["text"].as_str().unwrap_or("");
         assert!(
-            text.contains(expected) && out["result"]["isError"] != true,
-            "client {mode}: {out}"
+            run.tools.iter().any(|t| t == call.tool),
+            "{}: {run:?}",
+            client.name()
+        );
+        let text = run.result_text().unwrap_or("");
+        let is_error = run.result.as_ref().is_some_and(|r| r["isError"] == true);
+        assert!(
+            text.contains(expected) && !is_error,
+            "{}: {run:?}",
+            client.name()
         );
     }
 }
@@ -209,13 +176,14 @@ async fn eras_legacy_child_serves_modern_and_legacy_clients() {
     assert!(result["instructions"].is_string(), "{response}");
 
     modern_requests_are_checked(&url, "get-sum", json!({"a": 2, "b": 3})).await;
-    every_python_client_works(&mut bridge, "get-sum", json!({"a": 2, "b": 3}), "5");
+    every_client_works(&mut bridge, &EraServer::Everything.sample_call(), "5");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eras_modern_only_ts_child_serves_legacy_and_modern_clients() {
-    let mut bridge = Bridge::start(&[], &ts_stdio(true), &[]);
-    every_python_client_works(&mut bridge, "add", json!({"a": 2, "b": 3}), "5");
+    let mut bridge = Bridge::start(&[], &EraServer::TsModernOnly.stdio_cmd(), &[]);
+    let call = EraServer::TsModernOnly.sample_call();
+    every_client_works(&mut bridge, &call, "eu-west");
     modern_requests_are_checked(&bridge.mcp_url(), "add", json!({"a": 2, "b": 3})).await;
 
     // A legacy session: initialize is synthesised from the child's discover result, and
@@ -242,15 +210,16 @@ async fn eras_modern_only_ts_child_serves_legacy_and_modern_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eras_modern_only_python_child_serves_legacy_and_modern_clients() {
-    let mut bridge = Bridge::start(&[], &py_stdio("modern-only"), &[]);
-    every_python_client_works(&mut bridge, "add", json!({"a": 2, "b": 3}), "5");
+    let mut bridge = Bridge::start(&[], &EraServer::PyModernOnly.stdio_cmd(), &[]);
+    let call = EraServer::PyModernOnly.sample_call();
+    every_client_works(&mut bridge, &call, "eu-west");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eras_dual_children_serve_every_client() {
-    for cmd in [ts_stdio(false), py_stdio("dual")] {
-        let mut bridge = Bridge::start(&[], &cmd, &[]);
-        every_python_client_works(&mut bridge, "add", json!({"a": 2, "b": 3}), "5");
+    for server in [EraServer::TsDual, EraServer::PyDual] {
+        let mut bridge = Bridge::start(&[], &server.stdio_cmd(), &[]);
+        every_client_works(&mut bridge, &server.sample_call(), "eu-west");
     }
 }
 
@@ -482,7 +451,7 @@ while True:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eras_a_modern_listen_reaches_a_modern_child_under_the_clients_id() {
-    let bridge = Bridge::start(&[], &ts_stdio(true), &[]);
+    let bridge = Bridge::start(&[], &EraServer::TsModernOnly.stdio_cmd(), &[]);
     let listen = modern_request(
         "my-listen",
         "subscriptions/listen",
@@ -498,5 +467,34 @@ async fn eras_a_modern_listen_reaches_a_modern_child_under_the_clients_id() {
     assert_eq!(
         ack["params"]["_meta"][SUBSCRIPTION_KEY], "my-listen",
         "{ack}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_per_session_mode_gives_each_modern_request_a_process() {
+    let mut bridge = Bridge::start(
+        &["--session-mode", "PerSession"],
+        &EraServer::TsModernOnly.stdio_cmd(),
+        &[],
+    );
+    let taken = bridge.metric("mcp_bridge_warm_pool_taken_total").await;
+    let call = EraServer::TsModernOnly.sample_call();
+    for client in [EraClient::PythonPinned, EraClient::PythonLegacy] {
+        let run = client.run(Target::Url(&bridge.mcp_url()), Some(&call));
+        assert!(
+            run.ok() && run.result_text().is_some_and(|t| t.contains("eu-west")),
+            "{}: {run:?}\n{}",
+            client.name(),
+            bridge.peer.output()
+        );
+    }
+    // Pinned (no probe): tools/list and tools/call are two session-less requests, a
+    // process each; legacy: one session, one process.
+    bridge
+        .wait_metric("mcp_bridge_warm_pool_taken_total", |n| n >= taken + 3)
+        .await;
+    assert_eq!(
+        bridge.metric("mcp_bridge_warm_pool_taken_total").await,
+        taken + 3
     );
 }
