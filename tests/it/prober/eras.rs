@@ -372,3 +372,17 @@ async fn a_handshake_refused_with_a_modern_version_is_discovered_again() {
     // discover (503), initialize (-32022), discover, tools/list.
     assert_eq!(count.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test]
+async fn legacy_sse_has_no_modern_era() {
+    // Refused before any connection: the port is closed, and the answer is not
+    // ConnectionFailed.
+    let url = format!("http://127.0.0.1:{}/sse", support::free_port());
+    let report = probe(&target(&url, EraPreference::Modern), &opts()).await;
+    let error = report.error().expect("SSE cannot be modern");
+    assert_eq!(error.code(), ProbeErrorCode::InvalidUrl, "{error}");
+    assert!(error.message().contains("SSE"), "{error}");
+    // auto speaks the legacy era there (and so reaches the closed port).
+    let report = probe(&target(&url, EraPreference::Auto), &opts()).await;
+    assert_eq!(report.code(), Some(ProbeErrorCode::ConnectionFailed));
+}
