@@ -70,6 +70,7 @@ fn names_columns_and_subresources_follow_the_api() {
                 "Tools",
                 "Phase",
                 "Last Probe",
+                "Era",
                 "URL",
                 "Age",
             ],
@@ -122,4 +123,12 @@ fn names_columns_and_subresources_follow_the_api() {
         .find(|c| c.name == "URL")
         .unwrap();
     assert_eq!(url.priority, Some(1), "URL shows only with -o wide");
+    let era = server.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .find(|c| c.name == "Era")
+        .unwrap();
+    assert_eq!(era.priority, Some(1), "Era shows only with -o wide");
+    assert_eq!(era.json_path, ".status.serverInfo.era");
 }
