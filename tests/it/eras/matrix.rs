@@ -175,7 +175,12 @@ fn short(run: &ClientRun) -> String {
         (Some(v), None) => format!("{v} ({} tools)", run.tools.len()),
         (_, error) => {
             let e = error.as_deref().unwrap_or("no version");
-            let e: String = e.chars().take(60).collect();
+            // An HTTP error body quoted by the client: its JSON-RPC message says more.
+            let e = e
+                .split_once(r#""message":""#)
+                .and_then(|(_, rest)| rest.split('"').next())
+                .unwrap_or(e);
+            let e: String = e.chars().take(40).collect();
             format!("FAIL {}", e.replace('\n', " "))
         }
     }
@@ -188,12 +193,10 @@ struct Row {
     verdict: Result<(), String>,
 }
 
+/// Prints the rows as a table (seen with `--nocapture`); panics with it when a cell fails.
 fn report(server: EraServer, path: Path, baseline_name: &str, rows: &[Row]) {
-    if rows.iter().all(|r| r.verdict.is_ok()) {
-        return;
-    }
     let mut table = format!(
-        "{} × {}\n{:<18} {:<34} {:<34} verdict\n",
+        "{} × {}\n{:<18} {:<46} {:<46} verdict\n",
         server.name(),
         path.name(),
         "client",
@@ -207,13 +210,16 @@ fn report(server: EraServer, path: Path, baseline_name: &str, rows: &[Row]) {
         };
         let _ = writeln!(
             table,
-            "{:<18} {:<34} {:<34} {verdict}",
+            "{:<18} {:<46} {:<46} {verdict}",
             r.client.name(),
             r.baseline,
             r.got
         );
     }
-    panic!("{table}");
+    if rows.iter().any(|r| r.verdict.is_err()) {
+        panic!("{table}");
+    }
+    println!("{table}");
 }
 
 /// Direct over HTTP and over stdio agree cell by cell.
