@@ -315,6 +315,15 @@ impl Inner {
             {
                 refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
             }
+            // The last reference gone, the field goes too (as Go leaves an empty list out).
+            if object
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+                && let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                metadata.remove("ownerReferences");
+            }
             self.store.put(key, object);
         }
     }

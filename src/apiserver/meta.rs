@@ -279,3 +279,41 @@ pub fn prepare_update(
     }
     Ok(result)
 }
+
+/// Drops the empty collections Go's `omitempty` leaves out of what the API server stores
+/// and answers: metadata's labels, annotations, ownerReferences, finalizers and
+/// managedFields on every object, and the data maps of ConfigMaps and Secrets. (Other
+/// empty objects, such as `emptyDir: {}`, are pointers in Go and stay.)
+pub fn drop_empty_collections(rt: &ResourceType, object: &mut Value) {
+    let empty = |v: &Value| match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Null => true,
+        _ => false,
+    };
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in [
+            "labels",
+            "annotations",
+            "ownerReferences",
+            "finalizers",
+            "managedFields",
+        ] {
+            if metadata.get(key).is_some_and(empty) {
+                metadata.remove(key);
+            }
+        }
+    }
+    let data_maps: &[&str] = match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "configmaps") => &["data", "binaryData"],
+        ("", "secrets") => &["data", "stringData"],
+        _ => &[],
+    };
+    if let Some(map) = object.as_object_mut() {
+        for key in data_maps {
+            if map.get(*key).is_some_and(empty) {
+                map.remove(*key);
+            }
+        }
+    }
+}

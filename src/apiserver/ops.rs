@@ -103,7 +103,12 @@ impl Inner {
         let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
         let mut last_key = None;
-        for (key, object) in matching.by_ref().take(limit) {
+        for (key, mut object) in matching.by_ref().take(limit) {
+            // The API server's list items carry no apiVersion and kind (the list has them).
+            if let Some(map) = object.as_object_mut() {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
             items.push(object);
             last_key = Some(key);
         }
@@ -178,11 +183,13 @@ impl Inner {
         if rt.is_crd() {
             establish(&mut object);
         }
+        meta::drop_empty_collections(rt, &mut object);
         let object = events::to_storage(rt, object);
         if old.is_some_and(meta::is_deleting) && !meta::has_finalizers(&object) {
-            let removed = self.store.remove(&key).unwrap_or(object);
+            // The answer is the object as the write left it (its last finalizer gone).
+            let removed = self.store.remove(&key).unwrap_or_else(|| object.clone());
             self.after_removal(rt, &removed);
-            return Ok(events::served(rt, removed));
+            return Ok(events::served(rt, object));
         }
         let stored = events::served(rt, self.store.put(key.clone(), object));
         if rt.is_crd() {

@@ -16,31 +16,25 @@ use serde_json::{Map, Value, json};
 
 use crate::support::TestCluster;
 
-/// Steps whose difference is known and stays (docs/dev.md says why).
 /// Steps whose difference is known and stays (docs/dev.md, "Test tiers", says why):
 /// built-in kinds' names and field selectors are not validated and built-in kinds have no
-/// Table columns; empty collections (`labels: {}`, `data: {}`, `ownerReferences: []`) are
-/// kept where Go drops them; parser messages (malformed JSON, continue tokens, a
-/// malformed resourceVersion, which the real server answers with a 500) are our own;
-/// deletions complete at once (no `foregroundDeletion`/`orphan` finalizer states, the
-/// deleted object rather than a `Status` answers a delete); managed field entries are
-/// ordered by time and an Apply manager owning nothing is dropped; a Table row's embedded
-/// object differs; the real server lists a Forbidden cause twice.
+/// Table columns; parser messages (malformed JSON, continue tokens, a malformed
+/// resourceVersion, which the real server answers with a 500) are our own; deletions
+/// complete at once (no `foregroundDeletion`/`orphan` finalizer states, the deleted object
+/// rather than a `Status` answers a delete); managed field entries are ordered by time, an
+/// entry is kept for a manager owning nothing, an Apply manager left owning nothing is
+/// dropped; a Table row's embedded object differs; the real server lists a Forbidden cause
+/// twice. A step listed here that answers alike fails the test (the list must shrink).
 const KNOWN: &[&str] = &[
     "create Bad_Name: 422 Invalid",
     "create with a malformed body: 400",
-    "create b",
-    "create c",
     "create d",
     "list limit=2",
     "list limit=2, continue",
     "list limit=2, last page",
     "list with a bad continue: 400",
-    "list app=x",
-    "list app in (x,y),tier",
     "list !app",
     "list tier notin (1)",
-    "list metadata.name=b",
     "list metadata.name!=b",
     "list unsupported field selector: 400",
     "patch with a malformed body: 400",
@@ -51,13 +45,11 @@ const KNOWN: &[&str] = &[
     "table of one mcpserver",
     "table of configmaps",
     "add a finalizer while deleting: 422",
-    "remove the finalizer",
     "delete with a wrong uid precondition: 409",
     "delete owner-foreground (Foreground)",
     "delete owner-background (Background)",
     "delete owner-orphan (Orphan)",
     "dep-orphan orphaned",
-    "watch without a resourceVersion: current state first",
     "watch with a malformed resourceVersion: 400",
 ];
 
@@ -158,10 +150,15 @@ impl Script {
 
     /// Polls GET `path` until `done(code, body)` or 60 s; records the last answer.
     async fn wait_for(&mut self, step: &str, path: &str, done: impl Fn(u16, &Value) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(60);
         loop {
             let (code, body) = self.send("GET", path, JSON, JSON, None).await;
             if done(code, &body) || tokio::time::Instant::now() > deadline {
+                let waited = started.elapsed();
+                if waited > Duration::from_secs(5) {
+                    println!("{step}: waited {waited:?} for {}", self.ns);
+                }
                 let body = normalize(&body, &self.ns);
                 self.answers.push((step.to_owned(), Answer { code, body }));
                 return;
@@ -963,8 +960,12 @@ async fn embedded_server_answers_the_script_as_kube_apiserver_does() {
     assert_eq!(real_script.answers.len(), embedded_script.answers.len());
     let mut report = String::new();
     let mut unexpected = Vec::new();
+    let mut stale = Vec::new();
     for ((step, want), (_, got)) in real_script.answers.iter().zip(&embedded_script.answers) {
         if want == got {
+            if KNOWN.contains(&step.as_str()) {
+                stale.push(step.clone());
+            }
             continue;
         }
         let known = KNOWN.contains(&step.as_str());
@@ -984,6 +985,10 @@ async fn embedded_server_answers_the_script_as_kube_apiserver_does() {
     println!(
         "{} steps, differences:\n{report}",
         real_script.answers.len()
+    );
+    assert!(
+        stale.is_empty(),
+        "listed as known but answered alike now (take them off KNOWN): {stale:?}"
     );
     assert!(
         unexpected.is_empty(),
