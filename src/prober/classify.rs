@@ -468,6 +468,12 @@ mod tests {
         assert_eq!(c(429), ProbeErrorCode::ServerError);
         assert_eq!(c(404), ProbeErrorCode::NotMcpServer);
         assert_eq!(c(405), ProbeErrorCode::NotMcpServer);
+        assert_eq!(
+            c(501),
+            ProbeErrorCode::NotMcpServer,
+            "a web server, not a failing one"
+        );
+        assert_eq!(c(502), ProbeErrorCode::ServerError);
         assert_eq!(c(302), ProbeErrorCode::NotMcpServer);
         assert_eq!(
             from_content_type("t", Some("text/html"), "x").code(),
@@ -512,6 +518,34 @@ mod tests {
             from_jsonrpc_error("t", &v).code(),
             ProbeErrorCode::ProtocolError
         );
+    }
+
+    #[test]
+    fn deterministic_jsonrpc_errors_are_final_and_32022_names_only_versions() {
+        use rmcp::model::ErrorCode;
+        for code in DETERMINISTIC_CODES {
+            let e = ErrorData::new(ErrorCode(code), "the server's own words", None);
+            let p = from_jsonrpc_error("t", &e);
+            assert_eq!(p.code(), ProbeErrorCode::ProtocolError, "{code}");
+            assert!(!p.is_transient(), "{code}");
+            assert!(!p.message().contains("own words"), "{p}");
+        }
+        for code in [-32603, -32000, -32001, 1] {
+            let e = ErrorData::new(ErrorCode(code), "m", None);
+            assert_eq!(
+                from_jsonrpc_error("t", &e).code(),
+                ProbeErrorCode::ServerError,
+                "{code}"
+            );
+        }
+        let e = ErrorData::new(
+            ErrorCode(-32022),
+            "no",
+            Some(serde_json::json!({"supported": ["2026-07-28", "<b>secret</b>"]})),
+        );
+        let p = from_jsonrpc_error("t", &e);
+        assert!(p.message().contains("2026-07-28"), "{p}");
+        assert!(!p.message().contains("secret"), "{p}");
     }
 
     #[test]
