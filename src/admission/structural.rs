@@ -161,7 +161,7 @@ fn is_dns_subdomain(name: &str) -> bool {
 }
 
 /// Validates `value` against an OpenAPI v3 `schema` (the CRD's openAPIV3Schema).
-/// `metadata` at the root is left to [`validate_metadata`], as the API server does.
+/// `metadata` at the root is left to `validate_metadata`, as the API server does.
 pub fn validate_schema(schema: &Value, value: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     walk(schema, value, "", true, &mut errors);

@@ -274,6 +274,8 @@ pub enum ImagePullPolicy {
 #[x_kube(validation = Rule::new("!has(self.tls) || self.url.startsWith('https://')").message("remote.tls applies only to https:// URLs"))]
 pub struct RemoteSpec {
     /// Endpoint of the server, e.g. https://mcp.example.com/mcp (or .../sse for Sse).
+    // The doc comment is the CRD's description: a bare URL reads best there.
+    #[allow(rustdoc::bare_urls)]
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s]+([/?#].*)?$')").message("remote.url must be an http:// or https:// URL with a host, e.g. https://mcp.example.com/mcp"))]
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,

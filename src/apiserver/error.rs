@@ -29,7 +29,7 @@ pub enum ApiServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The server's URL did not parse (cannot happen for 127.0.0.1:<port>).
+    /// The server's URL did not parse (cannot happen for `127.0.0.1:<port>`).
     #[error("invalid server URL: {0}")]
     Url(#[from] http::uri::InvalidUri),
     /// A kube client for the server could not be built.

@@ -1,5 +1,6 @@
 //! The controller runtime's one error enum, [`Error`]. Each variant maps to a metric label
-//! ([`Error::reason`]) and decides how the reconcile is retried ([`Error::is_transient`]).
+//! ([`Error::reason`]); [`Failure`] is what the shared retry and metrics code reads of any
+//! controller's error (its label, and whether the replica lost the Lease).
 //! Problems with a user's spec are not errors: they become conditions in status.
 
 /// Why a reconcile, a start-up step or the leader election failed.

@@ -141,7 +141,7 @@ pub fn desired_subjects<'a>(
 }
 
 /// [`desired_subjects`], keeping only ServiceAccounts that are among `accounts` and
-/// controlled by their server ([`owns`]): what the ClusterRoleBinding lists.
+/// controlled by their server (`owns`): what the ClusterRoleBinding lists.
 pub fn owned_subjects<'a>(
     servers: impl IntoIterator<Item = &'a McpServer>,
     bindings: impl IntoIterator<Item = &'a McpBinding>,

@@ -1,10 +1,10 @@
 //! The MCP routes, request side: authenticate (before reading the body: a refused
 //! caller's body is never read), bound the body, parse it strictly
-//! ([`strict_json`](super::strict_json)) into exactly one JSON-RPC message, check its
+//! ([`strict_json`]) into exactly one JSON-RPC message, check its
 //! routing headers against it ([`routing`](super::routing): -32020 before any rule), apply
 //! the read-only rule for probes, the rate limit, the tool policy and prefix for a
 //! `tools/call`, the concurrency limit, then forward to the upstream and hand the answer
-//! to [`respond`](super::respond). Unknown methods, notifications and responses to server
+//! to [`respond`]. Unknown methods, notifications and responses to server
 //! requests pass through untouched — once they parsed strictly.
 //!
 //! Nothing unchecked goes upstream: a body that is not strict JSON is refused (HTTP 400,

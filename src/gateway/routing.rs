@@ -1,6 +1,6 @@
 //! The request headers the gateway forwards besides the body: the modern era's routing
 //! headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`, see
-//! [`era`](crate::mcp_http::era)) and the W3C trace context (`traceparent`, `tracestate`).
+//! [`era`]) and the W3C trace context (`traceparent`, `tracestate`).
 //!
 //! Routing headers mirror the body so that intermediaries can route without parsing it;
 //! the gateway's decisions are always made on the body, so a header that says something

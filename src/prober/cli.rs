@@ -1,5 +1,5 @@
 //! `mcp-operator probe`: argument parsing and the run function. Everything it does goes
-//! through the library API ([`probe`](super::probe)), so it behaves like the controller.
+//! through the library API ([`probe`]), so it behaves like the controller.
 
 use std::io::Write as _;
 use std::path::PathBuf;

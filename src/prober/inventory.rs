@@ -88,7 +88,7 @@ pub struct ToolInventory {
 impl ToolInventory {
     /// Builds the inventory from raw `tools/list` entries (JSON objects with at least `name`).
     /// Every server-supplied string is cut here (see [`bound_server_info`] and
-    /// [`summarize`]); hashes are computed over the full, uncut definitions. Tools whose
+    /// `summarize`); hashes are computed over the full, uncut definitions. Tools whose
     /// (cut) names repeat are listed once: `tools` is a map keyed by name in status.
     pub fn from_tools(
         server_info: ServerInfo,

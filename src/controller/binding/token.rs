@@ -85,7 +85,7 @@ pub enum TokenChange {
     Unchanged,
 }
 
-/// Period and grace period in whole seconds (period at least [`MIN_PERIOD`]).
+/// Period and grace period in whole seconds (period at least `MIN_PERIOD`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rotation {
     /// How often a new token is issued.

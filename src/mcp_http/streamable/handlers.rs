@@ -6,7 +6,7 @@
 //! stream only when a notification or server request for it arrives first.
 //!
 //! A session-less 2026-07-28 request (no `Mcp-Session-Id`, a `_meta` envelope or
-//! `server/discover`) goes to [`stateless`] when the backend serves them; its JSON error
+//! `server/discover`) goes to `stateless` when the backend serves them; its JSON error
 //! answers carry the HTTP status the SDKs' servers give them (400, 404 for -32601).
 
 use std::convert::Infallible;
