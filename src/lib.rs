@@ -1,7 +1,8 @@
 //! mcp-operator: a Kubernetes operator for MCP (Model Context Protocol) servers.
 //!
 //! The library holds everything; `main.rs` only parses the command line and calls one
-//! function per subcommand. Module map (see ARCHITECTURE.md):
+//! function per subcommand. Module map (one line per submodule in docs/architecture.md; the
+//! API contract in docs/api.md):
 //! - [`api`]: the three CRD types, their admission rules and CRD generation.
 //! - [`admission`]: checks a manifest the way the API server would (schema + CEL).
 //! - [`apiserver`]: an embedded, in-memory Kubernetes API server for development and tests.

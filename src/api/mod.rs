@@ -1,7 +1,7 @@
 //! The API of mcp-operator: the three custom resource kinds (McpServer, McpPolicy,
 //! McpBinding, group `mcp-operator.dev`, version `v1alpha1`), their admission rules (schema
 //! and CEL, declared on the types), and CRD generation. No I/O beyond writing CRD files.
-//! API.md is the contract these types implement.
+//! docs/api.md is the contract these types implement.
 
 pub mod binding;
 pub mod common;

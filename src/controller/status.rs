@@ -23,7 +23,7 @@ use crate::{
     prober::{ProbeReport, ToolInventory},
 };
 
-/// Condition types, as in API.md.
+/// Condition types, as in docs/api.md.
 pub mod types {
     /// Spec valid, references resolve, policies admit it.
     pub const ACCEPTED: &str = "Accepted";

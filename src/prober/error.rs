@@ -1,7 +1,7 @@
 //! The prober's one error type, [`ProbeError`], and its machine-readable [`ProbeErrorCode`].
 //!
 //! Each variant maps 1:1 to a code; the codes are the `Reachable` condition's False
-//! reasons in API.md and the `code` of `status.lastProbe`. Messages say what was tried
+//! reasons in docs/api.md and the `code` of `status.lastProbe`. Messages say what was tried
 //! and what came back. They are built only from URLs, status codes, media types,
 //! JSON-RPC error codes and header *names* — never from a request header value, and never
 //! from a response body or a server's error message (those go to the log, see

@@ -2,7 +2,7 @@
 //! HTTP through rmcp, legacy HTTP+SSE through our own small transport, or a stdio process),
 //! negotiates the protocol era (`server/discover` first, `initialize` as the fallback, see
 //! [`era`]), runs the list calls, and turns the answer into a [`ToolInventory`]
-//! shaped like `McpServer.status`, or a [`ProbeError`] with one code from API.md.
+//! shaped like `McpServer.status`, or a [`ProbeError`] with one code from docs/api.md.
 //!
 //! Layout: [`target`] what to probe · [`destination`] where it may connect · [`era`] which protocol era · [`tls`] trust settings · [`session`] one attempt · [`lifecycle`] discover / initialize ·
 //! [`sse`] the legacy transport · [`classify`] error → code · [`run`] retries and bounded

@@ -17,7 +17,7 @@ use super::inventory::ToolInventory;
 use super::session;
 use super::target::ProbeTarget;
 
-/// How hard to try (API.md `spec.probe`).
+/// How hard to try (`spec.probe`, docs/api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeOptions {

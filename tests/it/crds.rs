@@ -1,5 +1,5 @@
 //! The generated CRDs: the committed copies match the code (drift), the schemas are
-//! structural, and names, printer columns and subresources are what API.md promises.
+//! structural, and names, printer columns and subresources are what docs/api.md promises.
 
 use std::path::PathBuf;
 

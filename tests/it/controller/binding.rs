@@ -294,7 +294,7 @@ async fn bindings_render_narrowing_grants_and_targets_into_gateways_and_status()
     )
     .await;
 
-    // The Secret: exactly API.md's keys, typed, owned, labelled, mcp.json usable as is.
+    // The Secret: exactly docs/api.md's keys, typed, owned, labelled, mcp.json usable as is.
     let secret = binding_secret(&client, ns, "agent-mcp", |s| {
         s.data.as_ref().is_some_and(|d| d.contains_key("time.url"))
     })
