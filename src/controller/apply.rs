@@ -217,8 +217,9 @@ fn set_annotation(value: &mut Value, key: &str, v: &str) {
     meta["annotations"][key] = Value::String(v.to_owned());
 }
 
-/// Makes sure the child names `server` as its controller and carries the two labels
-/// pruning selects by (the builders set them; this only fills gaps).
+/// Makes sure the child names `server` as its controller and carries the `managed-by` and
+/// `instance` labels (the builders set them; this only fills gaps). Pruning goes by name
+/// and ownerReference, not by these labels.
 fn ensure_owned(value: &mut Value, server: &McpServer) {
     let meta = &mut value["metadata"];
     if !meta["labels"].is_object() {

@@ -1,6 +1,6 @@
 //! Never adopt: who holds each child name an McpServer's reconcile is about to write, and
 //! the conflict that stops it. Pure: the reconcile reads every wanted child once
-//! (`server::read_children`), [`first_conflict`] decides over what was read, and only
+//! (`server::dereference`), [`first_conflict`] decides over what was read, and only
 //! then is anything applied — an object of a child's kind and name that does not carry
 //! this McpServer's controller ownerReference (matching uid) is left untouched and no
 //! child at all is written (`Accepted=False`, reason [`ChildConflict::REASON`]).

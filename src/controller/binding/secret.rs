@@ -29,7 +29,8 @@ pub const MCP_JSON_KEY: &str = "mcp.json";
 /// Key of the bearer token.
 pub const TOKEN_KEY: &str = "token";
 /// Value of `app.kubernetes.io/name` on binding Secrets (server children carry
-/// `mcp-server`, so pruning a server with the binding's name never matches them).
+/// `mcp-server`, so a selector for a server's children never matches a binding Secret
+/// whose binding has the server's name).
 pub const NAME: &str = "mcp-binding";
 
 /// Key of one server's URL.

@@ -43,9 +43,10 @@ pub fn selector(server: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Label selector (string form) matching every child of one server, for pruning. It names
+/// Label selector (string form) matching every child of one server (e.g. for `kubectl get
+/// -l`; the controller reads and prunes children by name, not by this selector). It names
 /// `app.kubernetes.io/name: mcp-server` so a binding's Secret labelled with the same
-/// instance name is never matched; callers should still check the owner reference.
+/// instance name is never matched; only the owner reference proves a child is the server's.
 pub fn children_selector(server: &str) -> String {
     format!("{MANAGED_BY_KEY}={MANAGED_BY},{NAME_KEY}={NAME},{INSTANCE_KEY}={server}")
 }

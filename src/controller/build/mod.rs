@@ -1,7 +1,7 @@
 //! Pure builders: an McpServer (+ its effective policy, bindings and operator settings) →
 //! the Kubernetes objects that should exist for it. No client, no I/O, no clock: the
-//! same input always gives the same objects, so the runtime can server-side apply them
-//! unconditionally and golden files pin them down.
+//! same input always gives the same objects, so the runtime can compare them with what is
+//! stored and apply only what differs, and golden files pin them down.
 //!
 //! Layout: [`labels`] labels, selectors, owner reference · [`deployment`] the server pod
 //! (install-bridge init container, `mcp`, `gateway`) · [`service`] · [`gateway_secret`]
@@ -37,8 +37,8 @@ use crate::policy::{EffectivePolicy, PolicyError};
 /// `install-bridge` init container and the `gateway` sidecar).
 pub const OPERATOR_IMAGE_ENV: &str = "MCP_OPERATOR_IMAGE";
 
-/// Kinds [`desired`] can produce, for pruning children the spec no longer wants (list
-/// each kind with [`labels::children_selector`], delete what [`Desired::children`] lacks).
+/// Kinds [`desired`] can produce. The reconcile reads, applies and prunes children by kind
+/// and name (`server::dereference`), never by listing a label selector.
 pub const CHILD_KINDS: &[&str] = &[
     "Deployment",
     "Service",
