@@ -99,6 +99,7 @@ test-packaging: peers ## Render config/ and the chart; validate every object (he
 lint: peers ## cargo fmt --check, clippy -D warnings, helm lint --strict
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
 	$(HELM) lint --strict charts/mcp-operator
 
 # ---- benchmarks (never assertions; see docs/benchmarks.md) ---------------------------
