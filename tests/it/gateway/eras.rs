@@ -65,6 +65,11 @@ impl Seen {
         self.0.lock().unwrap().len()
     }
 
+    /// The last request received.
+    pub fn last(&self) -> Option<Received> {
+        self.0.lock().unwrap().last().cloned()
+    }
+
     pub fn abandoned(&self) -> usize {
         self.1.load(Ordering::SeqCst)
     }
@@ -397,6 +402,19 @@ async fn routing_headers_reach_the_upstream_with_mcp_name_rewritten_like_the_bod
     let (h, _) = lists.last().unwrap();
     assert_eq!(values(h, "mcp-method"), ["tools/list"]);
     assert!(values(h, "mcp-name").is_empty());
+
+    // Trace context goes with a GET as well.
+    let resp = http()
+        .get(gw.url())
+        .bearer_auth(AGENT)
+        .header("accept", "text/event-stream")
+        .header("traceparent", trace)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (h, _) = seen.last().unwrap();
+    assert_eq!(values(&h, "traceparent"), [trace], "{h:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
