@@ -498,3 +498,42 @@ async fn eras_per_session_mode_gives_each_modern_request_a_process() {
         taken + 3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eras_a_modern_client_that_goes_away_cancels_its_call_at_the_child() {
+    let bridge = Bridge::start(&[], &super::test_server_cmd(), &[]);
+    let url = bridge.mcp_url();
+    let slow = modern_request(
+        1,
+        "tools/call",
+        json!({"name": "slow", "arguments": {"seconds": 30}}),
+    );
+    let headers = routing("tools/call", Some("slow"));
+    let refs = as_refs(&headers);
+    let call = open_stream(&url, &slow, &refs);
+    // The client gives up after a moment: the request's session ends with it.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), call)
+            .await
+            .is_err(),
+        "the slow call answered early"
+    );
+    let count = modern_request(
+        2,
+        "tools/call",
+        json!({"name": "cancelled_calls", "arguments": {}}),
+    );
+    let headers = routing("tools/call", Some("cancelled_calls"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, response) = post(&url, &count, &as_refs(&headers)).await;
+        if response["result"]["structuredContent"]["result"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never saw the cancellation: {response}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
