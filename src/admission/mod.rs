@@ -13,7 +13,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde_json::Value;
 
-pub use structural::{FieldError, FieldErrorKind, check_structural_schema, validate_schema};
+pub use structural::{
+    FieldError, FieldErrorKind, check_structural_schema, validate_metadata, validate_schema,
+};
 
 /// Why an object was refused.
 #[derive(Debug, thiserror::Error)]

@@ -125,7 +125,7 @@ impl fmt::Display for FieldError {
 
 /// Checks `metadata` the way the API server does for every object: a name (or
 /// generateName) that is a DNS subdomain.
-pub(super) fn validate_metadata(object: &Value) -> Vec<FieldError> {
+pub fn validate_metadata(object: &Value) -> Vec<FieldError> {
     let metadata = object.get("metadata");
     let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str);
     let generate_name = metadata

@@ -138,6 +138,8 @@ impl Inner {
         if self.store.get(&key).is_some() {
             return Err(ApiServerError::already_exists(rt, &key.name));
         }
+        // Go drops empty collections before fields are tracked: they own nothing.
+        meta::drop_empty_collections(rt, &mut object);
         apply::record_update(rt, None, &mut object, manager, Subresource::Main);
         self.commit(rt, key, object, None)
     }
@@ -154,6 +156,7 @@ impl Inner {
     ) -> ApiResult<Value> {
         let old = self.get(rt, namespace, name)?;
         let mut object = meta::prepare_update(rt, object, &old, sub)?;
+        meta::drop_empty_collections(rt, &mut object);
         apply::record_update(rt, Some(&old), &mut object, manager, sub);
         self.commit(rt, ObjectKey::new(rt, namespace, name), object, Some(&old))
     }
@@ -178,6 +181,9 @@ impl Inner {
                 .admit(&object, old)
                 .map_err(|e| admission_error(rt, e))?
         } else {
+            if old.is_none() {
+                built_in_name(rt, &object)?;
+            }
             object
         };
         if rt.is_crd() {
@@ -308,5 +314,28 @@ fn no_new_finalizers(rt: &ResourceType, old: &Value, object: &Value) -> ApiResul
         &rt.group,
         meta::name_of(object),
         &[error],
+    ))
+}
+
+/// A new built-in object's name is a DNS subdomain, as the API server's `ValidateObjectMeta`
+/// checks it for most kinds (422). RBAC kinds are left out (their names may hold `:`,
+/// `system:…`); Namespaces and Services, which the API server holds to the stricter DNS
+/// label rules, get the subdomain check only.
+fn built_in_name(rt: &ResourceType, object: &Value) -> ApiResult<()> {
+    if rt.group == "rbac.authorization.k8s.io" {
+        return Ok(());
+    }
+    let errors: Vec<crate::admission::FieldError> = crate::admission::validate_metadata(object)
+        .into_iter()
+        .filter(|e| e.kind == crate::admission::FieldErrorKind::Invalid)
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiServerError::invalid(
+        &rt.kind,
+        &rt.group,
+        meta::name_of(object),
+        &errors,
     ))
 }
