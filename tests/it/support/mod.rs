@@ -8,6 +8,7 @@
 
 pub mod control_plane;
 pub mod era_peers;
+pub mod eventually;
 pub mod peers;
 pub mod stubs;
 pub mod test_cluster;
