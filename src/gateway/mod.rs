@@ -60,6 +60,7 @@ pub mod session_calls;
 pub mod sessions;
 pub mod sse;
 pub mod sse_relay;
+pub mod state;
 pub mod strict_json;
 pub mod token_review;
 pub mod upstream;

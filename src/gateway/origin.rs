@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, Response, header};
 use axum::middleware::Next;
 use serde_json::Value;
 
-use super::proxy::Gateway;
 use super::refusal::{Refusal, Rule};
+use super::state::Gateway;
 
 /// The allowed names and origins from the command line (the config file adds its own).
 #[derive(Clone, Debug, Default)]

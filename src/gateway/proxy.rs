@@ -18,174 +18,27 @@
 //! two mean the same to any upstream.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::audit::{AuditLog, Outcome, PendingAudit};
-use super::auth::{PROBE_METHODS, Principal, authenticate_any};
-use super::enforce::{self, ToolDefinitions};
-use super::live::{ConfigHandle, LiveConfig};
-use super::metrics::Metrics;
-use super::ratelimit::{RateLimiter, retry_after_secs};
+use super::audit::{Outcome, PendingAudit};
+use super::auth::{PROBE_METHODS, Principal};
+use super::enforce;
+use super::live::LiveConfig;
+use super::ratelimit::retry_after_secs;
 use super::refusal::{Refusal, Rule, json_response};
 use super::respond::{self, Exchange};
+use super::state::{Gateway, SessionHeaders, pass_through, upstream_request, upstream_unavailable};
 use super::strict_json;
-use super::token_review::TokenReviewer;
-use super::upstream::Upstream;
+use crate::mcp_http::SESSION_ID;
 use crate::mcp_http::jsonrpc::{self, Kind, code};
-use crate::mcp_http::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
-
-/// Request headers forwarded upstream. The caller's `Authorization` never is.
-const FORWARDED_REQUEST_HEADERS: &[&str] = &[
-    "accept",
-    "content-type",
-    SESSION_ID,
-    PROTOCOL_VERSION,
-    LAST_EVENT_ID,
-];
-
-/// Everything the MCP routes share.
-pub struct Gateway {
-    pub config: Arc<ConfigHandle>,
-    pub upstream: Arc<dyn Upstream>,
-    pub metrics: Arc<Metrics>,
-    pub audit: AuditLog,
-    pub limiter: RateLimiter,
-    pub definitions: ToolDefinitions,
-    /// Some when the gateway may check ServiceAccount tokens with TokenReview.
-    pub reviewer: Option<Arc<TokenReviewer>>,
-    /// Session owners, caps and idle expiry.
-    pub sessions: Arc<super::sessions::Sessions>,
-    /// Longest wait for the upstream's answer to a request that is not a `tools/call`
-    /// (for streams: for its headers).
-    pub upstream_timeout: std::time::Duration,
-    own_ids: AtomicU64,
-}
-
-impl Gateway {
-    pub fn new(
-        config: Arc<ConfigHandle>,
-        upstream: Arc<dyn Upstream>,
-        metrics: Arc<Metrics>,
-        audit: AuditLog,
-    ) -> Self {
-        Gateway {
-            config,
-            upstream,
-            metrics,
-            audit,
-            limiter: RateLimiter::default(),
-            definitions: ToolDefinitions::default(),
-            reviewer: None,
-            sessions: Arc::default(),
-            upstream_timeout: super::upstream::DEFAULT_UPSTREAM_TIMEOUT,
-            own_ids: AtomicU64::new(1),
-        }
-    }
-
-    /// Session caps and idle expiry, and the upstream timeout (defaults otherwise).
-    pub fn with_limits(
-        mut self,
-        sessions: super::sessions::SessionLimits,
-        upstream_timeout: std::time::Duration,
-    ) -> Self {
-        self.sessions = Arc::new(super::sessions::Sessions::new(sessions));
-        self.upstream_timeout = upstream_timeout;
-        self
-    }
-
-    /// Accepts ServiceAccount tokens, checked by `reviewer`.
-    pub fn with_token_review(mut self, reviewer: Arc<TokenReviewer>) -> Self {
-        self.reviewer = Some(reviewer);
-        self
-    }
-
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        cfg: &LiveConfig,
-    ) -> Result<Principal, Refusal> {
-        let principal = authenticate_any(headers, cfg, self.reviewer.as_deref()).await;
-        if principal.is_ok() {
-            // The connection's unauthenticated idle limit no longer applies.
-            super::connections::mark_authenticated();
-        }
-        principal
-    }
-
-    /// A JSON-RPC id for the gateway's own requests (never a number, so it cannot
-    /// collide with a client's ids).
-    pub fn own_id(&self) -> Value {
-        json!(format!(
-            "mcp-gateway-{}",
-            self.own_ids.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-}
-
-/// What the gateway's own requests on a caller's behalf (`notifications/cancelled`,
-/// `tools/list` for pins) reuse of the caller's request: its session headers (legacy
-/// era), or the `_meta` envelope of its modern request (stateless: each request carries
-/// its protocol version and capabilities itself).
-#[derive(Clone, Default)]
-pub struct SessionHeaders {
-    pub headers: HeaderMap,
-    /// The envelope of a modern caller's request; None in the legacy era.
-    pub envelope: Option<Value>,
-}
-
-impl SessionHeaders {
-    fn of(headers: &HeaderMap, msg: Option<&Value>) -> Self {
-        let mut map = HeaderMap::new();
-        for name in [SESSION_ID, PROTOCOL_VERSION] {
-            if let Some(v) = headers.get(name) {
-                map.insert(name, v.clone());
-            }
-        }
-        SessionHeaders {
-            headers: map,
-            envelope: msg.and_then(super::routing::Routing::envelope),
-        }
-    }
-
-    pub fn session_id(&self) -> Option<&str> {
-        self.headers.get(SESSION_ID).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// An upstream request carrying the forwarded headers, the caller's trace context (when
-/// valid), the configured upstream headers and `body`. A POST's routing headers are added
-/// by [`post`] once checked.
-pub fn upstream_request(
-    method: Method,
-    headers: &HeaderMap,
-    config: &LiveConfig,
-    body: Bytes,
-) -> Request<Bytes> {
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = axum::http::Uri::from_static("/");
-    let h = req.headers_mut();
-    for name in FORWARDED_REQUEST_HEADERS {
-        for v in headers.get_all(*name) {
-            h.append(*name, v.clone());
-        }
-    }
-    for (name, v) in &super::routing::trace_context(headers) {
-        h.append(name, v.clone());
-    }
-    for (name, v) in &config.upstream_headers {
-        h.insert(name, v.clone());
-    }
-    req
-}
 
 /// `POST <path>`: client messages.
 pub async fn post(
@@ -343,7 +196,7 @@ async fn forward_untracked(
         .send(upstream_request(method, headers, cfg, body))
         .await
     {
-        Ok(resp) => respond::pass_through(resp),
+        Ok(resp) => pass_through(resp),
         Err(e) => {
             gw.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
             upstream_unavailable(&e.to_string(), &[])
@@ -587,16 +440,6 @@ fn answer_refused(
     let bytes_out = answer.to_string().len() as u64;
     record.finish(&gw.audit, &gw.metrics, outcome, bytes_out, Some(answer));
     json_response(StatusCode::OK, answer)
-}
-
-/// 502 with a JSON-RPC error for the request's id (`ids` holds at most one; none: null).
-pub fn upstream_unavailable(why: &str, ids: &[Value]) -> Response<Body> {
-    let body = jsonrpc::error_response(
-        ids.first().cloned().unwrap_or(Value::Null),
-        code::UPSTREAM_UNAVAILABLE,
-        format!("upstream MCP server unavailable: {why}"),
-    );
-    json_response(StatusCode::BAD_GATEWAY, &body)
 }
 
 fn not_configured() -> Response<Body> {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use bytes::Bytes;
-use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -21,22 +20,13 @@ use super::audit::{Outcome, PendingAudit};
 use super::auth::Principal;
 use super::enforce;
 use super::live::LiveConfig;
-use super::proxy::{Gateway, SessionHeaders, upstream_unavailable};
 use super::refusal::{Refusal, Rule};
 use super::sessions::SessionSlot;
-use super::upstream::{HeadersDeadline, UpstreamError};
+use super::state::{Gateway, SessionHeaders, pass_through, upstream_unavailable, with_headers};
+use super::upstream::{HeadersDeadline, UpstreamError, read_limited};
+use crate::mcp_http::SESSION_ID;
 use crate::mcp_http::era::{self, Era};
 use crate::mcp_http::jsonrpc::{self, Kind};
-use crate::mcp_http::{PROTOCOL_VERSION, SESSION_ID};
-
-/// Response headers relayed to the caller.
-const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
-    "content-type",
-    "cache-control",
-    "retry-after",
-    SESSION_ID,
-    PROTOCOL_VERSION,
-];
 
 /// One caller request on its way: who asked, what is awaiting an answer.
 pub struct Exchange {
@@ -339,37 +329,6 @@ fn upstream_timed_out(why: &str, ids: &[Value]) -> Response<Body> {
     let id = ids.first().cloned().unwrap_or(Value::Null);
     let body = jsonrpc::error_response(id, jsonrpc::code::TIMEOUT, why);
     super::refusal::json_response(StatusCode::GATEWAY_TIMEOUT, &body)
-}
-
-/// The upstream answer with only the relayed headers.
-pub fn pass_through(resp: Response<Body>) -> Response<Body> {
-    let (parts, body) = resp.into_parts();
-    with_headers(parts.status, &parts.headers, body)
-}
-
-pub(super) fn with_headers(status: StatusCode, upstream: &HeaderMap, body: Body) -> Response<Body> {
-    let mut out = Response::new(body);
-    *out.status_mut() = status;
-    for name in FORWARDED_RESPONSE_HEADERS {
-        for v in upstream.get_all(*name) {
-            out.headers_mut().append(*name, v.clone());
-        }
-    }
-    out
-}
-
-/// Reads a body up to `limit` bytes; None when it is larger.
-pub(super) async fn read_limited(body: Body, limit: u64) -> Result<Option<Bytes>, String> {
-    let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Some(buf.freeze()))
 }
 
 async fn relay_json(mut ex: Exchange, resp: Response<Body>) -> Response<Body> {

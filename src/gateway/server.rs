@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use super::connections::ConnectionStats;
 use super::origin::{AllowedFromFlags, OriginGuard};
-use super::proxy::{self, Gateway};
+use super::proxy;
 use super::refusal::json_response;
+use super::state::Gateway;
 use crate::mcp_http::jsonrpc::{self, code};
 
 /// What the routes share.

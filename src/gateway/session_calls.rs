@@ -12,9 +12,9 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::live::LiveConfig;
-use super::proxy::{Gateway, SessionHeaders, upstream_request};
-use super::respond::read_limited;
 use super::sse::{SseEvent, SseFramer};
+use super::state::{Gateway, SessionHeaders, upstream_request};
+use super::upstream::read_limited;
 use crate::mcp_http::{PROTOCOL_VERSION, era, jsonrpc};
 
 /// Sends `notifications/cancelled` for `id` upstream in the caller's session, in the

@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use super::auth::Principal;
 use super::config::{BindingConfig, token_sha256};
 use super::live::LiveConfig;
-use super::proxy::{Gateway, upstream_request};
 use super::refusal::{Refusal, Rule};
+use super::state::{Gateway, upstream_request};
 use crate::mcp_http::{LAST_EVENT_ID, SESSION_ID};
 
 /// Default live sessions per principal.

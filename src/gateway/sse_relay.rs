@@ -16,8 +16,9 @@ use super::audit::Outcome;
 use super::auth::Principal;
 use super::enforce;
 use super::refusal::{Refusal, Rule};
-use super::respond::{Exchange, with_headers};
+use super::respond::Exchange;
 use super::sse::{SseEvent, SseFramer};
+use super::state::with_headers;
 use crate::mcp_http::jsonrpc::{self, Kind};
 
 /// State of one relayed event stream.

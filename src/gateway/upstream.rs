@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use bytes::Bytes;
+use futures::StreamExt as _;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -211,4 +212,18 @@ impl Upstream for TimedUpstream {
     fn ready(&self) -> BoxFuture<bool> {
         self.inner.ready()
     }
+}
+
+/// Reads a body up to `limit` bytes; None when it is larger.
+pub async fn read_limited(body: Body, limit: u64) -> Result<Option<Bytes>, String> {
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
 }
