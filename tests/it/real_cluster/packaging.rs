@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::{MANAGER, install_crds};
-use crate::support::{RealCluster, create_namespace, peer_path, repo_path};
+use crate::support::{RealCluster, ensure_namespace, peer_path, repo_path};
 
 /// The operator's namespace in config/ and the chart's checks.
 const NAMESPACE: &str = "mcp-operator-system";
@@ -98,8 +98,9 @@ async fn kustomize_and_helm_output_pass_server_side_dry_run() {
     install_crds(&cluster).await;
     install_service_monitor_stub(&cluster.client).await;
     // A dry run creates nothing, so the namespaces the objects live in must exist.
+    // The operator's namespace is shared with the controller suite (the shipped RBAC).
     for ns in [NAMESPACE, "team-a", "team-b"] {
-        create_namespace(&cluster.client, ns).await;
+        ensure_namespace(&cluster.client, ns).await;
     }
     let kubectl = peer_path("bin/kubectl");
     let helm = peer_path("bin/helm");

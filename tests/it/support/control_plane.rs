@@ -172,6 +172,21 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
         .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
 }
 
+/// Creates namespace `name` unless it exists (namespaces several tests of one run share,
+/// such as `mcp-operator-system`); panics on any other failure.
+pub async fn ensure_namespace(client: &kube::Client, name: &str) {
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace object");
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("creating namespace {name}: {e}"),
+    }
+}
+
 /// `<test>-<n>`: a DNS label unique in this run.
 pub fn namespace_name(test: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);

@@ -352,15 +352,7 @@ async fn install_shipped_crds(cp: &ControlPlane, client: kube::Client) {
 }
 
 async fn apply_shipped_rbac(client: kube::Client) {
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    if ns
-        .get_opt(OPERATOR_NAMESPACE)
-        .await
-        .expect("namespace read")
-        .is_none()
-    {
-        create_namespace(&client, OPERATOR_NAMESPACE).await;
-    }
+    super::control_plane::ensure_namespace(&client, OPERATOR_NAMESPACE).await;
     let dir = repo_path("config/rbac");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("config/rbac")
