@@ -50,7 +50,7 @@ const TOKEN: &str = "bench-token-not-a-secret";
 /// How long opening a client (and its warm-up call) may take before the target is failed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest reason quoted in a failed row.
-const REASON_CHARS: usize = 160;
+const REASON_CHARS: usize = 200;
 
 struct Args {
     seconds: u64,
@@ -742,7 +742,12 @@ impl Session {
         let headers = resp.headers().clone();
         let body = resp.text().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
-            return Err(format!("HTTP {status}: {}", short(&body)));
+            // A JSON-RPC error body says why in fewer words than the raw body.
+            let why = serde_json::from_str::<Value>(&body)
+                .ok()
+                .filter(|v| v.get("error").is_some())
+                .map_or_else(|| short(&body), |v| answer_error(&v));
+            return Err(format!("HTTP {}: {why}", status.as_u16()));
         }
         Ok((headers, body))
     }
