@@ -44,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod enforce;
+pub mod exchange;
 pub mod kube_api;
 pub mod kube_events;
 pub mod live;

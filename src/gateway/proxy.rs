@@ -31,10 +31,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::audit::{Outcome, PendingAudit};
 use super::auth::{PROBE_METHODS, Principal};
 use super::enforce;
+use super::exchange::{Exchange, PostMessage};
 use super::live::LiveConfig;
 use super::ratelimit::retry_after_secs;
 use super::refusal::{Refusal, Rule, json_response};
-use super::respond::{self, Exchange};
+use super::respond;
 use super::state::{Gateway, SessionHeaders, pass_through, upstream_request, upstream_unavailable};
 use super::strict_json;
 use crate::mcp_http::SESSION_ID;
@@ -106,22 +107,17 @@ pub async fn post(
     } else {
         body
     };
-    let deadline = (calls > 0).then(|| tokio::time::Instant::now() + cfg.limits.call_timeout);
     let mut req = upstream_request(Method::POST, &headers, &cfg, body);
     routing.apply(req.headers_mut());
-    // Only a request awaits an answer; a forwarded notification or response has no record.
-    let pending = if request { vec![record] } else { Vec::new() };
-    let exchange = Exchange::new(
-        gw.clone(),
-        cfg,
-        principal,
-        pending,
-        deadline,
-        session,
-        permit,
-        opens,
-    );
-    let resp = respond::forward(exchange.with_slot(slot), req).await;
+    let message = PostMessage {
+        // Only a request awaits an answer; a forwarded notification or response has no record.
+        record: request.then_some(record),
+        call_permit: permit,
+        initialize: opens,
+        session_slot: slot,
+    };
+    let exchange = Exchange::for_post(gw.clone(), cfg, principal, session, message);
+    let resp = respond::forward(exchange, req).await;
     super::sessions::hold_while_streaming(&gw, &headers, resp)
 }
 
@@ -143,16 +139,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
     }
     let req = upstream_request(Method::GET, &headers, &cfg, Bytes::new());
     let session = SessionHeaders::of(&headers, None);
-    let exchange = Exchange::new(
-        gw.clone(),
-        cfg,
-        principal,
-        Vec::new(),
-        None,
-        session,
-        None,
-        false,
-    );
+    let exchange = Exchange::for_get(gw.clone(), cfg, principal, session);
     let resp = respond::forward(exchange, req).await;
     super::sessions::hold_while_streaming(&gw, &headers, resp)
 }
