@@ -220,25 +220,10 @@ pub(super) async fn assert_no_token_outside_binding_secrets(
 /// Waits until the operator has made no write for a second, then checks it makes none
 /// for two more.
 pub(crate) async fn assert_settles(operator: &Operator) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = operator.metrics.writes();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if operator.metrics.writes() == seen {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator never settles"
-        );
-    }
-    let seen = operator.metrics.writes();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        operator.metrics.writes(),
-        seen,
-        "an idle cluster sees no writes"
-    );
+    crate::support::eventually::assert_settled("the operator's writes", async || {
+        operator.metrics.writes()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,23 +74,24 @@ pub(crate) async fn settled_operator_makes_no_writes(c: &TestCluster) {
     .await;
 
     // Settled: no write for a full second.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = operator.metrics.writes();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if operator.metrics.writes() == seen {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator never settles"
-        );
-    }
+    crate::support::eventually::settle(
+        "the operator's writes",
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        async || operator.metrics.writes(),
+    )
+    .await;
     let before = versions(&client, ns).await;
     let writes_before = operator.metrics.writes();
     let mark = c.audit_mark();
-    // The measured period.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The measured period: watched throughout, so a write fails at once.
+    crate::support::eventually::assert_unchanged(
+        "the operator's writes",
+        Duration::from_secs(3),
+        writes_before,
+        async || operator.metrics.writes(),
+    )
+    .await;
     if let Some(records) = c.audit_since(mark) {
         let user = crate::support::test_cluster::service_account_user(OPERATOR_NS, "mcp-operator");
         let writes: Vec<_> = records

@@ -1068,17 +1068,6 @@ async fn egress_follows_the_policies() {
     .await;
 
     // Settled with a policy in place: the two controllers do not wake each other.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = operator.metrics.writes();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if operator.metrics.writes() == seen {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never settles");
-    }
-    let settled = operator.metrics.writes();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(operator.metrics.writes(), settled, "writes while idle");
+    super::binding::assert_settles(&operator).await;
     operator.stop().await.expect("clean shutdown");
 }

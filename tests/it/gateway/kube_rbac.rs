@@ -7,7 +7,7 @@
 //! until a subject is needed, follows servers and bindings as they come and go, and
 //! writes nothing while nothing changes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -20,6 +20,7 @@ use mcp_operator::controller::token_review::{CLUSTER_ROLE, CLUSTER_ROLE_BINDING,
 use serde_json::{Value, json};
 
 use crate::support;
+use crate::support::eventually::{assert_unchanged, eventually};
 
 const OPERATOR_NS: &str = "mcp-operator-system";
 
@@ -92,17 +93,15 @@ async fn subjects(admin: &Client) -> Option<(Vec<String>, String)> {
 
 /// Polls until the binding lists exactly `want` (15 s deadline); its resourceVersion.
 async fn wait_subjects(admin: &Client, want: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let got = subjects(admin).await;
-        if let Some((names, rv)) = &got
-            && names == want
-        {
-            return rv.clone();
-        }
-        assert!(Instant::now() < deadline, "wanted {want:?}, have {got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &format!("the ClusterRoleBinding to list {want:?}"),
+        Duration::from_secs(15),
+        async || match subjects(admin).await {
+            Some((names, rv)) if names == want => Ok(rv),
+            other => Err(other),
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,8 +194,13 @@ async fn the_operator_keeps_the_gateways_tokenreview_binding() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(subjects(&admin).await, None);
+    assert_unchanged(
+        "the ClusterRoleBinding (none without subjects)",
+        Duration::from_millis(800),
+        None,
+        async || subjects(&admin).await,
+    )
+    .await;
 
     let sa = json!([{"kind": "ServiceAccount", "name": "bot"}]);
     bindings("agents")
@@ -223,8 +227,13 @@ async fn the_operator_keeps_the_gateways_tokenreview_binding() {
     let rv = wait_subjects(&admin, &["agents/files", "agents/memory"]).await;
 
     // Settled: no write while nothing changes.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(subjects(&admin).await.unwrap().1, rv, "written while idle");
+    assert_unchanged(
+        "the ClusterRoleBinding's resourceVersion",
+        Duration::from_millis(1500),
+        Some(rv),
+        async || subjects(&admin).await.map(|(_, rv)| rv),
+    )
+    .await;
 
     // Servers and bindings leaving drop their gateways; the emptied binding stays.
     servers("agents")

@@ -137,15 +137,15 @@ pub async fn settle<T: PartialEq + Debug>(
     what: &str,
     quiet: Duration,
     timeout: Duration,
-    mut observe: impl FnMut() -> T,
+    mut observe: impl AsyncFnMut() -> T,
 ) -> T {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut value = observe();
+    let mut value = observe().await;
     let mut since = Instant::now();
     loop {
         tokio::time::sleep(SETTLE_POLL).await;
-        let now_value = observe();
+        let now_value = observe().await;
         let now = Instant::now();
         if now_value != value {
             assert!(
@@ -162,7 +162,7 @@ pub async fn settle<T: PartialEq + Debug>(
 
 /// The "settled" assertion: waits until `observe` has not changed for a second (at most
 /// a minute), then checks it stays unchanged for two more, failing at the first change.
-pub async fn assert_settled<T: PartialEq + Debug>(what: &str, mut observe: impl FnMut() -> T) {
+pub async fn assert_settled<T: PartialEq + Debug>(what: &str, mut observe: impl AsyncFnMut() -> T) {
     let settled = settle(
         what,
         Duration::from_secs(1),
@@ -179,12 +179,12 @@ pub async fn assert_unchanged<T: PartialEq + Debug>(
     what: &str,
     period: Duration,
     expected: T,
-    mut observe: impl FnMut() -> T,
+    mut observe: impl AsyncFnMut() -> T,
 ) {
     let end = Instant::now() + period;
     while Instant::now() < end {
         tokio::time::sleep(SETTLE_POLL.min(end - Instant::now())).await;
-        let now = observe();
+        let now = observe().await;
         assert!(
             now == expected,
             "{what} changed while idle: {expected:?} -> {now:?}"
@@ -241,7 +241,7 @@ mod tests {
     #[should_panic(expected = "changed while idle: 0 -> 1")]
     async fn assert_unchanged_fails_at_a_change() {
         let mut n = 0;
-        assert_unchanged("writes", Duration::from_secs(5), 0, || {
+        assert_unchanged("writes", Duration::from_secs(5), 0, async || {
             n += 1;
             n / 3
         })
@@ -256,7 +256,7 @@ mod tests {
             "writes",
             Duration::from_millis(300),
             Duration::from_millis(500),
-            || {
+            async || {
                 n += 1;
                 n
             },
