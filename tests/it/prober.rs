@@ -11,6 +11,7 @@ use mcp_operator::prober::{
     TlsOptions, ToolInventory, TransportKind, probe, probe_all,
 };
 
+use crate::support::eventually::eventually;
 use crate::support::{self, PeerProcess};
 
 mod conformance_client;
@@ -88,12 +89,19 @@ async fn server_everything_streamable_http() {
     let again = probe_ok(&ProbeTarget::http(peer.url("/mcp"))).await;
     assert_eq!(again, inv);
     // The session was closed with DELETE (server-everything logs it).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = peer.output();
-    assert!(
-        log.contains("session termination request"),
-        "no DELETE seen; server log:\n{log}"
-    );
+    eventually(
+        "server-everything to log the DELETE (\"session termination request\")",
+        Duration::from_secs(10),
+        async || {
+            let log = peer.output();
+            if log.contains("session termination request") {
+                Ok(())
+            } else {
+                Err(format!("server log:\n{log}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,9 +133,20 @@ async fn token_request_issues_audience_bound_expiring_tokens_that_token_review_c
         review(&client, &brief, &[AUDIENCE]).await["authenticated"],
         true
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let expired = review(&client, &brief, &[AUDIENCE]).await;
-    assert_ne!(expired["authenticated"], true);
+    // Watched until it lapses (its lifetime is the test's 1 s, not a guessed sleep).
+    let expired = crate::support::eventually::eventually(
+        "the 1 s token to be refused",
+        Duration::from_secs(10),
+        async || {
+            let r = review(&client, &brief, &[AUDIENCE]).await;
+            if r["authenticated"] == true {
+                Err(r)
+            } else {
+                Ok(r)
+            }
+        },
+    )
+    .await;
     assert!(
         expired["error"].as_str().unwrap().contains("expired"),
         "{expired}"
