@@ -1,6 +1,6 @@
 //! [`Context`]: what every reconcile shares — the client, the Event recorder, metrics, the
-//! leader flag guarding writes, the server cache, the operator's probe token and the
-//! McpServer prober.
+//! leader flag guarding writes, the server cache and the operator's probe token. (The
+//! McpServer reconcile adds its prober: `server::ServerContext`.)
 
 use std::sync::{
     Arc,
@@ -14,7 +14,6 @@ use super::{
     error::Error,
     events::Events,
     metrics::Metrics,
-    server::probes::Prober,
     shared::{ProbeToken, ServiceResolver, resolve_service_url},
 };
 use crate::api::McpServer;
@@ -35,8 +34,6 @@ pub struct Context {
     pub operator_image: String,
     /// The probe token.
     pub probe_token: ProbeToken,
-    /// Probes the servers of this controller and wakes their reconciles.
-    pub prober: Prober,
     /// Set by `mcp-operator dev`: Services resolve to local addresses (probes, status.url).
     pub service_addresses: Option<Arc<dyn ServiceResolver>>,
     /// The API server's egress rules (read only under an egress policy, cached).

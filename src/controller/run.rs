@@ -35,7 +35,7 @@ use super::{
     metrics::{self, Metrics},
     policy::{self, PolicyContext},
     server::{
-        self,
+        self, ServerContext,
         probe_target::ProbeEnv,
         probes::{ProbeLimits, Prober},
     },
@@ -480,7 +480,6 @@ fn controller(
         servers: servers.clone(),
         operator_image: shared.config.operator_image.clone(),
         probe_token: shared.probe_token.clone(),
-        prober,
         service_addresses: shared.config.service_addresses.clone(),
         api_server_egress: shared.api_server_egress.clone(),
         retries: shared.retries.clone(),
@@ -488,7 +487,14 @@ fn controller(
     let bindings_run =
         binding::controller(bindings_controller, client, ns, ctx.clone(), stopped(stop));
     let run = controller
-        .run(server::reconcile, server::error_policy, ctx)
+        .run(
+            server::reconcile,
+            server::error_policy,
+            Arc::new(ServerContext {
+                shared: ctx,
+                prober,
+            }),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "controller event");

@@ -34,7 +34,7 @@ use self::{
     apply::ApplyError,
     dereference::DereferenceError,
     plan::PlanError,
-    probes::{ProbeRequest, ProbeWhen},
+    probes::{ProbeRequest, ProbeWhen, Prober},
     status::{StatusError, Updated, is_conflict},
 };
 use super::{
@@ -86,10 +86,27 @@ impl Failure for ReconcileError {
     }
 }
 
+/// What McpServer reconciles share: what every controller shares, and this
+/// controller's prober.
+pub struct ServerContext {
+    /// The controllers' shared state.
+    pub shared: Arc<Context>,
+    /// Probes this controller's servers and wakes their reconciles.
+    pub prober: Prober,
+}
+
+impl std::ops::Deref for ServerContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.shared
+    }
+}
+
 /// The reconcile entry point given to the kube-runtime Controller.
 pub async fn reconcile(
     server: Arc<McpServer>,
-    ctx: Arc<Context>,
+    ctx: Arc<ServerContext>,
 ) -> Result<Action, ReconcileError> {
     let key = retry::key(&*server);
     retry::measured(
@@ -102,11 +119,18 @@ pub async fn reconcile(
 }
 
 /// The error policy given to the kube-runtime Controller: per-server backoff.
-pub fn error_policy(server: Arc<McpServer>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    server: Arc<McpServer>,
+    error: &ReconcileError,
+    ctx: Arc<ServerContext>,
+) -> Action {
     retry::on_error(&ctx.retries, &retry::key(&*server), error)
 }
 
-async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn reconcile_server(
+    server: &McpServer,
+    ctx: &ServerContext,
+) -> Result<Action, ReconcileError> {
     if server.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -124,6 +148,7 @@ async fn reconcile_server(server: &McpServer, ctx: &Context) -> Result<Action, R
     let now = Timestamp::now();
     let updated = status::update_status(
         ctx,
+        &ctx.prober,
         server,
         &validated,
         applied.deployment.as_ref(),

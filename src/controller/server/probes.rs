@@ -411,7 +411,8 @@ async fn probe(inner: Arc<Inner>, key: Key, request: ProbeRequest) {
         }
     };
     let wake = report.is_some();
-    if record(&inner, &key, report, retry) {
+    let uid = request.server.uid().unwrap_or_default();
+    if record(&inner, &key, &uid, report, retry) {
         inner.timer_set.notify_one();
     }
     // Only a report gives the reconcile something to write.
@@ -423,9 +424,16 @@ async fn probe(inner: Arc<Inner>, key: Key, request: ProbeRequest) {
 /// Stores the outcome of the probe of `key`; sets its next timer when it must run again
 /// (a newer request came meanwhile, or no report: after `retry`). Returns whether a
 /// timer was set.
-fn record(inner: &Inner, key: &Key, report: Option<ProbeReport>, retry: Option<Duration>) -> bool {
+fn record(
+    inner: &Inner,
+    key: &Key,
+    uid: &str,
+    report: Option<ProbeReport>,
+    retry: Option<Duration>,
+) -> bool {
     let mut state = lock(&inner.state);
-    let Some(entry) = state.entries.get_mut(key) else {
+    // Gone, or a new server of the same name meanwhile: the report is not its.
+    let Some(entry) = state.entries.get_mut(key).filter(|e| e.uid == uid) else {
         return false;
     };
     let generation = entry.running.take().flatten();
@@ -464,10 +472,7 @@ async fn attempts(
 ) -> ProbeReport {
     let spec = request.server.spec.probe.clone().unwrap_or_default();
     let opts = options(&spec);
-    let once = ProbeOptions {
-        retries: 0,
-        ..opts
-    };
+    let once = ProbeOptions { retries: 0, ..opts };
     let mut made = 0;
     loop {
         made += 1;

@@ -9,7 +9,11 @@ use k8s_openapi::{
 use kube::ResourceExt;
 use serde_json::Value;
 
-use super::{events::record, probes::Finished, validate::Validated};
+use super::{
+    events::record,
+    probes::{Finished, Prober},
+    validate::Validated,
+};
 use crate::{
     api::{McpServer, McpServerStatus, common::find_condition},
     controller::{
@@ -52,6 +56,7 @@ pub struct Updated {
 /// Computes and writes the status of `server`; records the Events of its transitions.
 pub async fn update_status(
     ctx: &Context,
+    prober: &Prober,
     server: &McpServer,
     validated: &Validated,
     deployment: Option<&Value>,
@@ -109,7 +114,7 @@ pub async fn update_status(
         .await
         .map_err(StatusError::Write)?;
     if let Some(finished) = finished {
-        ctx.prober.written(server, finished);
+        prober.written(server, finished);
     }
     record_transitions(ctx, server, &old, &new, &validated.acceptance).await;
     Ok(Updated {
