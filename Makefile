@@ -103,7 +103,7 @@ lint: peers ## cargo fmt --check, clippy -D warnings, helm lint --strict
 	$(HELM) lint --strict charts/mcp-operator
 
 # ---- benchmarks (never assertions; see docs/benchmarks.md) ---------------------------
-bench: peers ## Benchmarks: probe 500 local MCP servers at concurrency 8/32/128; embedded API server with 10k objects; gateway/bridge vs direct, supergateway, mcp-proxy; 1,000 McpServers through the controller (bench-results/)
+bench: peers ## Benchmarks: probe 500 local MCP servers at concurrency 8/32/128; embedded API server with 10k objects; gateway/bridge vs direct, a bare proxy hop (limit), supergateway, mcp-proxy, legacy and modern era; 1,000 McpServers through the controller (bench-results/)
 	$(CARGO) bench --locked --bench probe -- --servers 500 --concurrency 32 --compare 8,128
 	$(CARGO) bench --locked --bench apiserver -- --objects 10000 --concurrency 8
 	$(CARGO) bench --locked --bench gateway -- --seconds 5 --clients 1,16,64
@@ -111,7 +111,8 @@ bench: peers ## Benchmarks: probe 500 local MCP servers at concurrency 8/32/128;
 
 # The gateway benchmark beside the gateway of another commit (BASELINE_REF, default the
 # last commit), built in a temporary worktree: a change's data-path cost as a ratio measured
-# in one run (rows `gateway@baseline`, `bridge+gateway@baseline`).
+# in one run (rows `gateway@baseline`, `bridge+gateway@baseline`, and
+# `v2:gateway@baseline` in both eras).
 BASELINE_REF ?= HEAD
 BASELINE_DIR := $(CURDIR)/target/baseline
 bench-baseline: peers ## Gateway benchmark beside the gateway built from BASELINE_REF (default HEAD)
