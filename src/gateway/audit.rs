@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::kube_events::EventReporter;
-use super::live::LiveConfig;
+use super::live::{LiveConfig, normalise_key};
 use super::metrics::Metrics;
 use super::refusal::Rule;
 use crate::api::policy::AuditLevel;
@@ -296,15 +296,6 @@ pub const ALWAYS_REDACTED: &[&str] = &[
     "credential",
     "credentials",
 ];
-
-/// A key as redaction compares it: lowercase, without `-`, `_`, `.` and spaces
-/// (`X-Api-Key`, `x_api_key` and `xApiKey` are all `xapikey`).
-pub fn normalise_key(key: &str) -> String {
-    key.chars()
-        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
-        .flat_map(char::to_lowercase)
-        .collect()
-}
 
 /// Whether the value of `key` is hidden: its normalised name equals or ends with a
 /// built-in key or one of `extra` (normalised already).

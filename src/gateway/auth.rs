@@ -5,37 +5,14 @@
 //! lists `serviceAccounts` and the gateway has API access, is checked by
 //! [`TokenReviewer`] and names the binding of its ServiceAccount.
 
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, header};
 
-use super::config::{BindingConfig, token_sha256};
+use super::config::token_sha256;
 use super::live::LiveConfig;
+use super::principal::Principal;
 use super::refusal::{Refusal, Rule};
 use super::token_review::TokenReviewer;
 use crate::api::server::GatewayAuth;
-
-/// Who is calling.
-#[derive(Clone, Debug)]
-pub enum Principal {
-    /// A consumer with an McpBinding.
-    Binding(Arc<BindingConfig>),
-    /// The operator's prober: read-only, sees the unfiltered tool list.
-    Probe,
-    /// No token, with `auth: None`: the server-level decision applies.
-    Anonymous,
-}
-
-impl Principal {
-    /// The name audit records and metrics use.
-    pub fn name(&self) -> &str {
-        match self {
-            Principal::Binding(b) => &b.name,
-            Principal::Probe => "probe",
-            Principal::Anonymous => "anonymous",
-        }
-    }
-}
 
 /// Methods a probe token may send (requests and notifications): the handshake or
 /// discovery of either era, ping and the list methods.
@@ -112,7 +89,7 @@ pub(crate) fn bearer_token(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::config::GatewayConfig;
+    use crate::gateway::config::{BindingConfig, GatewayConfig};
 
     fn config(auth: GatewayAuth) -> LiveConfig {
         let file = GatewayConfig {

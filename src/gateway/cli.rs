@@ -181,7 +181,7 @@ async fn serve(args: &GatewayArgs, audit: AuditLog) -> anyhow::Result<()> {
         unauthenticated_idle: Duration::from_secs(args.unauthenticated_idle_seconds),
     }
     .fitted_to(super::connections::nofile_limit());
-    let expiry = super::sessions::spawn_expiry(gw);
+    let expiry = super::session_gate::spawn_expiry(gw);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

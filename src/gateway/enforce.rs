@@ -9,8 +9,8 @@ use std::sync::RwLock;
 
 use serde_json::Value;
 
-use super::auth::Principal;
 use super::live::LiveConfig;
+use super::principal::Principal;
 use super::refusal::{Refusal, Rule};
 use crate::api::policy::PinningMode;
 use crate::prober::inventory::tool_sha256;

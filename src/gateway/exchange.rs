@@ -17,9 +17,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::audit::{Outcome, PendingAudit};
-use super::auth::Principal;
 use super::enforce;
 use super::live::LiveConfig;
+use super::principal::Principal;
 use super::refusal::{Refusal, Rule};
 use super::sessions::SessionSlot;
 use super::state::{Gateway, SessionHeaders};

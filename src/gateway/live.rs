@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 
-use super::auth::Principal;
 use super::config::GatewayConfig;
+use super::principal::Principal;
 use super::{
     DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -37,7 +37,7 @@ pub struct LiveConfig {
     pub limits: Limits,
     /// Permits for `tools/call`s in flight.
     pub calls: Arc<Semaphore>,
-    /// `redactKeys`, normalised ([`super::audit::normalise_key`]); the built-in keys
+    /// `redactKeys`, normalised ([`normalise_key`]); the built-in keys
     /// are always redacted besides.
     pub redact_keys: Vec<String>,
     /// Headers added to every upstream request (values from the environment).
@@ -98,7 +98,7 @@ impl LiveConfig {
             .audit
             .redact_keys
             .iter()
-            .map(|k| super::audit::normalise_key(k))
+            .map(|k| normalise_key(k))
             .collect();
         let upstream_headers = upstream_headers(&file);
         LiveConfig {
@@ -159,4 +159,13 @@ impl ConfigHandle {
         let next = Arc::new(LiveConfig::compile(file, previous.as_deref()));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(next);
     }
+}
+
+/// A key as audit redaction compares it ([`audit::is_redacted`](super::audit::is_redacted)): lowercase, without `-`, `_`, `.` and spaces
+/// (`X-Api-Key`, `x_api_key` and `xApiKey` are all `xapikey`).
+pub fn normalise_key(key: &str) -> String {
+    key.chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
 }

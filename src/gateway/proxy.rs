@@ -29,10 +29,11 @@ use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::audit::{Outcome, PendingAudit};
-use super::auth::{PROBE_METHODS, Principal};
+use super::auth::PROBE_METHODS;
 use super::enforce;
 use super::exchange::{Exchange, PostMessage};
 use super::live::LiveConfig;
+use super::principal::Principal;
 use super::ratelimit::retry_after_secs;
 use super::refusal::{Refusal, Rule, json_response};
 use super::respond;
@@ -85,7 +86,7 @@ pub async fn post(
     }
     // Session ownership and caps, before anything is sent in the named session.
     let opens = request && record.method == "initialize";
-    let slot = match super::sessions::gate_post(&gw, &principal, &headers, opens).await {
+    let slot = match super::session_gate::gate_post(&gw, &principal, &headers, opens).await {
         Ok(slot) => slot,
         Err(refusal) => return refuse(&gw, record, &refusal),
     };
@@ -118,7 +119,7 @@ pub async fn post(
     };
     let exchange = Exchange::for_post(gw.clone(), cfg, principal, session, message);
     let resp = respond::forward(exchange, req).await;
-    super::sessions::hold_while_streaming(&gw, &headers, resp)
+    super::session_gate::hold_while_streaming(&gw, &headers, resp)
 }
 
 /// `GET <path>`: the server's event stream (also resumption with `Last-Event-ID`).
@@ -133,7 +134,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
             return refuse_request(&gw, &cfg, "unknown", &Method::GET, &refusal, 0, start);
         }
     };
-    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
+    if let Err(refusal) = super::session_gate::gate(&gw, &principal, &headers).await {
         let who = principal.name();
         return refuse_request(&gw, &cfg, who, &Method::GET, &refusal, 0, start);
     }
@@ -141,7 +142,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
     let session = SessionHeaders::of(&headers, None);
     let exchange = Exchange::for_get(gw.clone(), cfg, principal, session);
     let resp = respond::forward(exchange, req).await;
-    super::sessions::hold_while_streaming(&gw, &headers, resp)
+    super::session_gate::hold_while_streaming(&gw, &headers, resp)
 }
 
 /// `DELETE <path>`: ends a session.
@@ -156,7 +157,7 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
             return refuse_request(&gw, &cfg, "unknown", &Method::DELETE, &refusal, 0, start);
         }
     };
-    if let Err(refusal) = super::sessions::gate(&gw, &principal, &headers).await {
+    if let Err(refusal) = super::session_gate::gate(&gw, &principal, &headers).await {
         let who = principal.name();
         return refuse_request(&gw, &cfg, who, &Method::DELETE, &refusal, 0, start);
     }

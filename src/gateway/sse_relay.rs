@@ -13,9 +13,9 @@ use futures::StreamExt as _;
 use serde_json::Value;
 
 use super::audit::Outcome;
-use super::auth::Principal;
 use super::enforce;
 use super::exchange::Exchange;
+use super::principal::Principal;
 use super::refusal::{Refusal, Rule};
 use super::sse::{SseEvent, SseFramer};
 use super::state::with_headers;

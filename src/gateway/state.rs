@@ -17,10 +17,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::audit::AuditLog;
-use super::auth::{Principal, authenticate_any};
+use super::auth::authenticate_any;
 use super::enforce::ToolDefinitions;
 use super::live::{ConfigHandle, LiveConfig};
 use super::metrics::Metrics;
+use super::principal::Principal;
 use super::ratelimit::RateLimiter;
 use super::refusal::{Refusal, json_response};
 use super::token_review::TokenReviewer;
