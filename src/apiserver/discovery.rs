@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{
     error::{ApiResult, ApiServerError},
     resources::{ResourceType, VERBS},
-    server::State,
+    state::State,
 };
 
 /// `/version`: a v1.33 server, so clients pick matching API behaviour.

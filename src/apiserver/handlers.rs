@@ -27,7 +27,7 @@ use super::{
     patch::{self, PatchType},
     resources::ResourceType,
     selectors::{FieldSelector, LabelSelector},
-    server::State,
+    state::State,
     table, tokens,
     watch::{self, WatchRequest},
 };

@@ -31,6 +31,7 @@
 //! `rbac`; `server` (the handle).
 
 mod apply;
+mod credentials;
 mod discovery;
 mod error;
 mod events;
@@ -46,13 +47,14 @@ mod request;
 mod resources;
 mod selectors;
 mod server;
+mod state;
 mod store;
 mod table;
 mod tokens;
 mod watch;
 
+pub use credentials::{API_AUDIENCE, UserInfo};
 pub use error::{ApiResult, ApiServerError, ApiStatus};
 pub use faults::{FaultId, FaultKind, FaultRule, Faults, Schedule};
-pub use rbac::UserInfo;
-pub use server::{ApiServer, ApiServerHandle, ApiServerOptions};
-pub use tokens::API_AUDIENCE;
+pub use server::{ApiServer, ApiServerHandle};
+pub use state::ApiServerOptions;

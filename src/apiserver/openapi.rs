@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     error::{ApiResult, ApiServerError},
-    server::State,
+    state::State,
 };
 
 fn gv_path(group: &str, version: &str) -> String {

@@ -12,7 +12,7 @@
 //!
 //! [`ApiServerHandle::kubeconfig_for_service_account`]: super::ApiServerHandle::kubeconfig_for_service_account
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::{Request, State as AxumState},
@@ -23,61 +23,11 @@ use axum::{
 use serde_json::Value;
 
 use super::{
-    error::ApiServerError, ops::Inner, request::RequestInfo, resources::ResourceType, server::State,
+    credentials::UserInfo, error::ApiServerError, ops::Inner, request::RequestInfo,
+    resources::ResourceType, state::State,
 };
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
-
-/// An authenticated user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserInfo {
-    /// `system:serviceaccount:<namespace>:<name>`.
-    pub name: String,
-    /// Groups, e.g. `system:serviceaccounts:<namespace>`.
-    pub groups: Vec<String>,
-}
-
-impl UserInfo {
-    /// The user a ServiceAccount token authenticates as.
-    pub fn service_account(namespace: &str, name: &str) -> Self {
-        Self {
-            name: format!("system:serviceaccount:{namespace}:{name}"),
-            groups: vec![
-                "system:serviceaccounts".to_owned(),
-                format!("system:serviceaccounts:{namespace}"),
-                "system:authenticated".to_owned(),
-            ],
-        }
-    }
-}
-
-/// The bearer tokens the server accepts.
-#[derive(Default)]
-pub struct Tokens {
-    users: std::sync::Mutex<HashMap<String, UserInfo>>,
-}
-
-impl Tokens {
-    /// A new token authenticating as ServiceAccount `namespace/name` (which need not
-    /// exist as an object).
-    pub fn mint_service_account(&self, namespace: &str, name: &str) -> String {
-        let token = format!("mcp-operator-dev.{}", uuid::Uuid::new_v4().simple());
-        self.users
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(token.clone(), UserInfo::service_account(namespace, name));
-        token
-    }
-
-    /// The user a minted token authenticates as.
-    pub fn user_of(&self, token: &str) -> Option<UserInfo> {
-        self.users
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(token)
-            .cloned()
-    }
-}
 
 /// Who a request is, from its bearer token and impersonation headers.
 enum Identity {
@@ -122,7 +72,11 @@ fn identify(state: &State, headers: &HeaderMap) -> Result<Identity, ApiServerErr
             state
                 .tokens
                 .user_of(token)
-                .or_else(|| state.issued.authenticate(state, token))
+                .or_else(|| {
+                    state
+                        .issued
+                        .authenticate(|ns, name| state.service_account_uid(ns, name), token)
+                })
                 .ok_or_else(ApiServerError::unauthorized)?,
         ),
     };

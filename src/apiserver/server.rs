@@ -5,7 +5,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -13,60 +13,10 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use super::{
     error::{ApiResult, ApiServerError},
-    faults::{self, FaultRule, Faults},
-    handlers,
-    ops::Inner,
-    rbac::{self, Tokens},
-    tokens::IssuedTokens,
+    faults::{self, Faults},
+    handlers, rbac,
+    state::{ApiServerOptions, State},
 };
-
-/// How the server behaves.
-#[derive(Clone, Debug)]
-pub struct ApiServerOptions {
-    /// How many changes watches can resume from (older revisions get 410 Gone).
-    pub history_limit: usize,
-    /// How often a watch that allows bookmarks gets one.
-    pub bookmark_interval: Duration,
-    /// Longest watch when the client gives no `timeoutSeconds`.
-    pub max_watch: Duration,
-    /// Fault rules in force from the start (more can be set through
-    /// [`ApiServerHandle::faults`]).
-    pub faults: Vec<FaultRule>,
-}
-
-impl Default for ApiServerOptions {
-    fn default() -> Self {
-        Self {
-            history_limit: 10_000,
-            bookmark_interval: Duration::from_secs(1),
-            max_watch: Duration::from_secs(1800),
-            faults: Vec::new(),
-        }
-    }
-}
-
-/// Shared state of the running server.
-pub struct State {
-    inner: Mutex<Inner>,
-    /// The options it runs with.
-    pub options: ApiServerOptions,
-    /// Fault rules, shared with the handle.
-    pub faults: Arc<Faults>,
-    /// The ServiceAccount tokens the handle minted.
-    pub tokens: Tokens,
-    /// The ServiceAccount tokens TokenRequest issued (and TokenReview checks).
-    pub issued: IssuedTokens,
-}
-
-impl State {
-    /// The store, registry and admission, locked. A panic while holding the lock leaves
-    /// the data consistent enough for a test server, so poisoning is ignored.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// The embedded API server.
 pub struct ApiServer;
@@ -79,13 +29,7 @@ impl ApiServer {
             .map_err(ApiServerError::Bind)?;
         let addr = listener.local_addr().map_err(ApiServerError::Bind)?;
         let faults = Arc::new(Faults::new(options.faults.iter().cloned()));
-        let state = Arc::new(State {
-            inner: Mutex::new(Inner::new(options.history_limit)),
-            options,
-            faults: faults.clone(),
-            tokens: Tokens::default(),
-            issued: IssuedTokens::default(),
-        });
+        let state = Arc::new(State::new(options, faults.clone()));
         // The last layer added runs first: faults, then authentication/authorization.
         let app = handlers::router(state.clone())
             .layer(axum::middleware::from_fn_with_state(

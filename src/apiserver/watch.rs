@@ -23,7 +23,7 @@ use super::{
     events,
     ops::ListOptions,
     resources::ResourceType,
-    server::State,
+    state::State,
     store::{Change, EventType},
     table,
 };
