@@ -12,6 +12,7 @@
 //! `mcp-operator run`.
 
 pub mod addresses;
+pub mod control_plane;
 pub mod host;
 pub mod manifests;
 pub mod playground;
@@ -45,6 +46,11 @@ pub struct DevArgs {
     /// Also write the kubeconfig here.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// Run on a real control plane instead of the embedded API server: the folder of the
+    /// etcd, kube-apiserver and kube-controller-manager binaries `make control-plane`
+    /// builds (.peers/control-plane/bin). Default: the embedded API server.
+    #[arg(long = "control-plane", value_name = "BIN_DIR")]
+    pub control_plane: Option<PathBuf>,
 }
 
 /// `mcp-operator dev`.
@@ -74,12 +80,15 @@ async fn serve(args: &DevArgs) -> anyhow::Result<()> {
         .context("a directory")?;
     let stop = shutdown_signal();
     let peers = host::peers_dir(args.peers.as_deref());
-    let playground = Playground::start(PlaygroundOptions {
+    let options = PlaygroundOptions {
         dir,
         operator_binary: std::env::current_exe().context("locating this executable")?,
         peers: peers.clone(),
-    })
-    .await?;
+    };
+    let playground = match &args.control_plane {
+        None => Playground::start(options).await?,
+        Some(bin) => Playground::start_on_control_plane(options, bin).await?,
+    };
     if let Some(path) = &args.kubeconfig {
         std::fs::copy(playground.kubeconfig(), path)
             .with_context(|| format!("writing {}", path.display()))?;

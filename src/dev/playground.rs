@@ -2,7 +2,9 @@
 //! operator (`run_with`, Services resolving to loopback addresses) and the pod runner,
 //! plus a kubeconfig for kubectl and kube clients. `mcp-operator dev` and the end-to-end
 //! tests both start one. [`Playground::stop`] stops the pods (no process is left), the
-//! operator and the API server.
+//! operator and the API server. [`Playground::start_on_control_plane`] starts the same on
+//! a real etcd, kube-apiserver and kube-controller-manager ([`super::control_plane`])
+//! instead of the embedded API server.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,6 +22,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::{
     addresses::LoopbackAddresses,
+    control_plane::ControlPlane,
     host,
     manifests::{self, Applied, FIELD_MANAGER},
     runner::{Runner, RunnerConfig, TokenIssuer, pod::log_path, process},
@@ -49,7 +52,7 @@ pub struct PlaygroundOptions {
 
 /// A running playground.
 pub struct Playground {
-    api: Arc<ApiServerHandle>,
+    api: Server,
     client: Client,
     dir: PathBuf,
     kubeconfig: PathBuf,
@@ -59,27 +62,38 @@ pub struct Playground {
     runner: Option<Runner>,
 }
 
-struct Tokens(Arc<ApiServerHandle>);
+/// The API server under the playground.
+#[derive(Clone)]
+enum Server {
+    Embedded(Arc<ApiServerHandle>),
+    Real(Arc<ControlPlane>),
+}
+
+impl Server {
+    fn url(&self) -> String {
+        match self {
+            Server::Embedded(api) => api.url(),
+            Server::Real(cp) => cp.url.clone(),
+        }
+    }
+}
+
+struct Tokens(Server);
 
 impl TokenIssuer for Tokens {
     fn issue(&self, namespace: &str, name: &str) -> String {
-        self.0.service_account_token(namespace, name)
+        match &self.0 {
+            Server::Embedded(api) => api.service_account_token(namespace, name),
+            // TokenRequest to the real API server (the ServiceAccount must exist).
+            Server::Real(cp) => cp.service_account_token(namespace, name),
+        }
     }
 }
 
 impl Playground {
-    /// Starts everything and waits until the operator runs.
+    /// Starts everything on the embedded API server and waits until the operator runs.
     pub async fn start(options: PlaygroundOptions) -> anyhow::Result<Playground> {
-        std::fs::create_dir_all(&options.dir)
-            .with_context(|| format!("creating {}", options.dir.display()))?;
-        let dir = std::fs::canonicalize(&options.dir)?;
-        let reaped = process::reap_orphans();
-        if reaped > 0 {
-            tracing::warn!(
-                reaped,
-                "killed processes left by an earlier playground that did not stop cleanly"
-            );
-        }
+        let dir = prepare_dir(&options.dir)?;
         let api = Arc::new(
             ApiServer::start(ApiServerOptions::default())
                 .await
@@ -88,7 +102,44 @@ impl Playground {
         let kubeconfig = dir.join("kubeconfig");
         api.write_kubeconfig(&kubeconfig)?;
         let client = api.client()?;
+        Self::start_with(options, dir, Server::Embedded(api), client, kubeconfig).await
+    }
+
+    /// Starts everything on a real control plane whose binaries are in `bin` (`make
+    /// control-plane` → `.peers/control-plane/bin`): the operator and the pod runner use
+    /// its admin credentials; pods get ServiceAccount tokens by TokenRequest and a
+    /// kubeconfig with its CA.
+    pub async fn start_on_control_plane(
+        options: PlaygroundOptions,
+        bin: &Path,
+    ) -> anyhow::Result<Playground> {
+        let dir = prepare_dir(&options.dir)?;
+        let cp = ControlPlane::start(bin, &dir)
+            .await
+            .context("starting the real control plane")?;
+        tracing::info!(
+            url = %cp.url,
+            seconds = cp.startup.as_secs_f64(),
+            "real control plane started (etcd, kube-apiserver, kube-controller-manager)"
+        );
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::copy(&cp.kubeconfig, &kubeconfig)
+            .with_context(|| format!("writing {}", kubeconfig.display()))?;
+        let client = cp.client().await?;
+        Self::start_with(options, dir, Server::Real(Arc::new(cp)), client, kubeconfig).await
+    }
+
+    async fn start_with(
+        options: PlaygroundOptions,
+        dir: PathBuf,
+        api: Server,
+        client: Client,
+        kubeconfig: PathBuf,
+    ) -> anyhow::Result<Playground> {
         install_crds(&client).await?;
+        if let Server::Real(_) = api {
+            wait_established(&client).await?;
+        }
         for ns in ["default", OPERATOR_NAMESPACE] {
             manifests::ensure_namespace(&client, ns).await?;
         }
@@ -119,6 +170,10 @@ impl Playground {
                 host,
                 tokens: Some(Arc::new(Tokens(api.clone()))),
                 api_url: Some(api.url()),
+                api_ca: match &api {
+                    Server::Embedded(_) => None,
+                    Server::Real(cp) => Some(cp.ca_file.clone()),
+                },
                 addresses: addresses.clone(),
             },
         );
@@ -159,9 +214,15 @@ impl Playground {
         &self.addresses
     }
 
-    /// A ServiceAccount token accepted by the embedded API server.
+    /// A ServiceAccount token accepted by the API server (embedded: minted; real:
+    /// TokenRequest, blocking, empty when it fails).
     pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
-        self.api.service_account_token(namespace, name)
+        Tokens(self.api.clone()).issue(namespace, name)
+    }
+
+    /// Whether this playground runs on the real control plane.
+    pub fn is_real_control_plane(&self) -> bool {
+        matches!(self.api, Server::Real(_))
     }
 
     /// Reads and server-side applies manifests (see [`manifests`]).
@@ -220,6 +281,10 @@ impl Playground {
                 self.operator.abort();
             }
         }
+        if let Server::Real(cp) = &self.api {
+            let cp = cp.clone();
+            let _ = tokio::task::spawn_blocking(move || cp.stop()).await;
+        }
     }
 }
 
@@ -229,6 +294,21 @@ impl Drop for Playground {
         // runner's tasks are dropped with the runtime.
         self.operator.abort();
     }
+}
+
+/// Creates and canonicalizes the playground's directory, after killing processes an
+/// earlier playground left behind.
+fn prepare_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = std::fs::canonicalize(dir)?;
+    let reaped = process::reap_orphans();
+    if reaped > 0 {
+        tracing::warn!(
+            reaped,
+            "killed processes left by an earlier playground that did not stop cleanly"
+        );
+    }
+    Ok(dir)
 }
 
 /// Server-side applies the CRDs and waits until they are served.
@@ -243,6 +323,32 @@ async fn install_crds(client: &Client) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("installing CRD {name}"))?;
+    }
+    Ok(())
+}
+
+/// Waits until the real API server serves every CRD (condition `Established`).
+async fn wait_established(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for crd in crd::all() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        loop {
+            let established = api.get_opt(&name).await.ok().flatten().is_some_and(|c| {
+                c.status
+                    .and_then(|s| s.conditions)
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if established {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("CRD {name} not established after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     Ok(())
 }

@@ -15,10 +15,18 @@ use crate::api::McpServer;
 
 /// The start-up lines: API server, kubeconfig, logs, peers.
 pub fn banner(playground: &Playground, kubeconfig: &Path, peers: Option<&Path>) {
-    println!(
-        "mcp-operator dev: API server {} (in-memory, development only)",
-        playground.url()
-    );
+    if playground.is_real_control_plane() {
+        println!(
+            "mcp-operator dev: API server {} (real etcd, kube-apiserver, kube-controller-manager; files in {}/control-plane)",
+            playground.url(),
+            playground.dir().display()
+        );
+    } else {
+        println!(
+            "mcp-operator dev: API server {} (in-memory, development only)",
+            playground.url()
+        );
+    }
     println!(
         "  pods and logs: {}/pods/<namespace>/<pod>/logs/",
         playground.dir().display()

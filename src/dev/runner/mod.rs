@@ -73,6 +73,8 @@ pub struct RunnerConfig {
     pub tokens: Option<Arc<dyn TokenIssuer>>,
     /// The API server's URL, for the kubeconfig of containers with a token.
     pub api_url: Option<String>,
+    /// The CA of an https API server, for that kubeconfig (None: plain http).
+    pub api_ca: Option<PathBuf>,
     pub addresses: Arc<LoopbackAddresses>,
 }
 
@@ -83,6 +85,7 @@ pub struct RunnerShared {
     pub host: HostEnv,
     pub tokens: Option<Arc<dyn TokenIssuer>>,
     pub api_url: Option<String>,
+    pub api_ca: Option<PathBuf>,
     pub stores: Stores,
     pub http: reqwest::Client,
 }
@@ -224,6 +227,7 @@ async fn run(client: Client, config: RunnerConfig, mut stop: watch::Receiver<boo
         host: config.host.clone(),
         tokens: config.tokens.clone(),
         api_url: config.api_url.clone(),
+        api_ca: config.api_ca.clone(),
         stores: stores.clone(),
         http: reqwest::Client::builder()
             .no_proxy()

@@ -261,7 +261,10 @@ async fn run(
     let kubeconfig = match (&shared.api_url, token.is_empty()) {
         (Some(url), false) => {
             let path = config.dir.join("kubeconfig");
-            let _ = std::fs::write(&path, kubeconfig(url, &config.namespace, &token));
+            let _ = std::fs::write(
+                &path,
+                kubeconfig(url, shared.api_ca.as_deref(), &config.namespace, &token),
+            );
             Some(path)
         }
         _ => None,
@@ -347,9 +350,12 @@ impl ContainerCtx {
     }
 }
 
-fn kubeconfig(url: &str, namespace: &str, token: &str) -> String {
+fn kubeconfig(url: &str, ca: Option<&Path>, namespace: &str, token: &str) -> String {
+    let ca = ca
+        .map(|ca| format!("\n    certificate-authority: {}", ca.display()))
+        .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: mcp-operator-dev\n  cluster:\n    server: {url}\nusers:\n- name: pod\n  user:\n    token: {token}\ncontexts:\n- name: mcp-operator-dev\n  context:\n    cluster: mcp-operator-dev\n    user: pod\n    namespace: {namespace}\ncurrent-context: mcp-operator-dev\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: mcp-operator-dev\n  cluster:\n    server: {url}{ca}\nusers:\n- name: pod\n  user:\n    token: {token}\ncontexts:\n- name: mcp-operator-dev\n  context:\n    cluster: mcp-operator-dev\n    user: pod\n    namespace: {namespace}\ncurrent-context: mcp-operator-dev\n"
     )
 }
 
