@@ -30,9 +30,12 @@ run: ## Run the operator against the current kubeconfig (install the CRDs first:
 
 # ---- playground and end-to-end ----------------------------------------------------------
 DEMO_DIR ?= $(CURDIR)/target/dev
-demo: build peers ## Playground without a cluster: API server, operator and the examples' pods on this machine (Ctrl-C stops all)
+# PLANE=real: the playground on real etcd, kube-apiserver and kube-controller-manager
+# (built by `make control-plane`) instead of the embedded API server.
+PLANE ?= embedded
+demo: build peers $(if $(filter real,$(PLANE)),control-plane) ## Playground without a cluster: API server, operator and the examples' pods on this machine (PLANE=real: real control plane; Ctrl-C stops all)
 	rm -rf $(DEMO_DIR)
-	$(CARGO) run --quiet --locked -- dev -f examples/ --dir $(DEMO_DIR) --peers $(PEERS) $(DEV_ARGS)
+	$(CARGO) run --quiet --locked -- dev -f examples/ --dir $(DEMO_DIR) --peers $(PEERS) $(if $(filter real,$(PLANE)),--control-plane $(CONTROL_PLANE)/bin) $(DEV_ARGS)
 
 # The end-to-end scenarios (tests/it/e2e) also run in `make test`, on a playground. Here
 # they run against the cluster of E2E_KUBECONFIG (default: your KUBECONFIG), where the
