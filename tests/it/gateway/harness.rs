@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support;
+use crate::support::eventually::eventually;
 
 /// A plain HTTP client for the tests (installs the ring crypto provider reqwest needs).
 pub fn http() -> reqwest::Client {
@@ -78,27 +79,26 @@ impl GatewayProcess {
 
     /// The port from the "gateway listening" log line (20 s deadline).
     async fn wait_listening(&mut self) -> u16 {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let port = self.stderr().lines().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v["message"] == "gateway listening")
-                    .then(|| v["listen"].as_str()?.rsplit(':').next()?.parse().ok())
-                    .flatten()
-            });
-            if let Some(port) = port {
-                return port;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the gateway exited with {status}:\n{}", self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway never said where it listens; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            "the gateway's \"gateway listening\" log line",
+            Duration::from_secs(20),
+            async || {
+                let stderr = self.stderr();
+                let port = stderr.lines().find_map(|l| {
+                    let v: Value = serde_json::from_str(l).ok()?;
+                    (v["message"] == "gateway listening")
+                        .then(|| v["listen"].as_str()?.rsplit(':').next()?.parse().ok())
+                        .flatten()
+                });
+                if port.is_none()
+                    && let Ok(Some(status)) = self.child.try_wait()
+                {
+                    panic!("the gateway exited with {status}:\n{stderr}");
+                }
+                port.ok_or_else(|| format!("stderr:\n{stderr}"))
+            },
+        )
+        .await
     }
 
     pub fn url(&self) -> String {
@@ -120,24 +120,24 @@ impl GatewayProcess {
 
     /// Polls `/readyz` until 200 (20 s deadline).
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = self
+        eventually(
+            "the gateway's /readyz to answer 200",
+            Duration::from_secs(20),
+            async || match self
                 .http
                 .get(format!("{}/readyz", self.base()))
                 .send()
                 .await
-                && r.status() == 200
             {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway never became ready; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                Ok(r) if r.status() == 200 => Ok(()),
+                other => Err(format!(
+                    "{:?}; stderr:\n{}",
+                    other.map(|r| r.status()),
+                    self.stderr()
+                )),
+            },
+        )
+        .await
     }
 
     pub async fn metrics(&self) -> String {
@@ -161,16 +161,19 @@ impl GatewayProcess {
 
     /// Polls `/metrics` until `series` reaches `at_least` (20 s deadline).
     pub async fn wait_metric(&self, series: &str, at_least: f64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.metric(series).await < at_least {
-            assert!(
-                Instant::now() < deadline,
-                "{series} never reached {at_least}; metrics:\n{}\nstderr:\n{}",
-                self.metrics().await,
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            &format!("{series} to reach {at_least}"),
+            Duration::from_secs(20),
+            async || {
+                let value = self.metric(series).await;
+                if value >= at_least {
+                    Ok(())
+                } else {
+                    Err(format!("{series} {value}; stderr:\n{}", self.stderr()))
+                }
+            },
+        )
+        .await
     }
 
     pub fn stdout(&self) -> String {
@@ -192,18 +195,18 @@ impl GatewayProcess {
 
     /// Polls until an audit record matches (records are written by a thread; 10 s deadline).
     pub async fn wait_audit(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(r) = self.audit_records().into_iter().rev().find(|r| pred(r)) {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no audit record for {what}; stdout:\n{}",
-                self.stdout()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            &format!("an audit record for {what}"),
+            Duration::from_secs(10),
+            async || {
+                self.audit_records()
+                    .into_iter()
+                    .rev()
+                    .find(|r| pred(r))
+                    .ok_or_else(|| format!("stdout:\n{}", self.stdout()))
+            },
+        )
+        .await
     }
 }
 

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::harness::{GatewayProcess, Mcp, config, hash};
 use crate::support;
+use crate::support::eventually::eventually;
 
 const NS: &str = "tests";
 const SERVER: &str = "everything";
@@ -135,19 +136,15 @@ impl Cluster {
 
     /// Polls until `pred` holds for the Events (20 s deadline).
     async fn wait_events(&self, what: &str, pred: impl Fn(&[Event]) -> bool) -> Vec<Event> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(what, Duration::from_secs(20), async || {
             let events = self.events().await;
             if pred(&events) {
-                return events;
+                Ok(events)
+            } else {
+                Err(notes(&events))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: never happened; events: {:#?}",
-                notes(&events)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -524,19 +521,19 @@ async fn service_account_tokens_get_their_bindings_rights() {
     let brief = api.issue_service_account_token(NS, "agent", &[AUDIENCE], Duration::from_secs(3));
     let mut short = Mcp::new(&gw.url(), Some(&brief));
     short.initialize().await;
-    let deadline = issued + Duration::from_secs(15);
-    loop {
-        let a = short.request("ping", json!({})).await;
-        if a.status == 401 {
-            break;
-        }
-        assert_eq!(a.status, 200, "{a:?}");
-        assert!(
-            Instant::now() < deadline,
-            "the expired token was still accepted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the expired 3 s token to be refused",
+        Duration::from_secs(15),
+        async || {
+            let a = short.request("ping", json!({})).await;
+            if a.status == 401 {
+                return Ok(());
+            }
+            assert_eq!(a.status, 200, "{a:?}");
+            Err(a)
+        },
+    )
+    .await;
     assert!(
         issued.elapsed() >= Duration::from_secs(2),
         "refused before it expired"

@@ -3,12 +3,13 @@
 //! (JSON-RPC error, and `notifications/cancelled` reaches the server), and the
 //! concurrent-calls limit (-32005 while full, calls pass again once it frees).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::harness::{GatewayProcess, Mcp, config, python_server_with_gateway_tools};
 use crate::support;
+use crate::support::eventually::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_answers_429_with_retry_after_then_recovers() {
@@ -38,16 +39,19 @@ async fn rate_limit_answers_429_with_retry_after_then_recovers() {
         .await;
     assert_ne!(n.status, 429);
     // Recovery: the bucket refills.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let a = c.request("ping", json!({})).await;
-        if a.status == 200 {
-            break;
-        }
-        assert_eq!(a.status, 429, "{a:?}");
-        assert!(Instant::now() < deadline, "the rate limit never recovered");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        "the rate limit to recover",
+        Duration::from_secs(30),
+        async || {
+            let a = c.request("ping", json!({})).await;
+            if a.status == 200 {
+                return Ok(());
+            }
+            assert_eq!(a.status, 429, "{a:?}");
+            Err(a)
+        },
+    )
+    .await;
     let r = gw
         .wait_audit("the 429", |r| r["rule"] == "RateLimited")
         .await;
@@ -76,18 +80,19 @@ async fn size_limits_and_call_timeout_over_sse_answers() {
     assert_eq!(t.rule(), "Timeout", "{t:?}");
     assert_eq!(t.error_code(), -32008);
     // The server saw notifications/cancelled for that call, in the same session.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let n = c.call("cancelled_count", json!({})).await;
-        if n.text().parse::<u64>().unwrap_or(0) >= 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the upstream never saw the cancellation: {n:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the upstream to see the cancellation",
+        Duration::from_secs(20),
+        async || {
+            let n = c.call("cancelled_count", json!({})).await;
+            if n.text().parse::<u64>().unwrap_or(0) >= 1 {
+                Ok(())
+            } else {
+                Err(n)
+            }
+        },
+    )
+    .await;
     assert_eq!(c.call("slow", json!({"seconds": 0})).await.text(), "done");
     let r = gw
         .wait_audit("the timeout", |r| r["rule"] == "Timeout")

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::harness::{GatewayProcess, Mcp, config};
 use crate::support;
+use crate::support::eventually::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ungoverned_traffic_passes_through_like_direct() {
@@ -132,22 +133,24 @@ async fn readyz_waits_for_a_config_and_an_upstream_and_sigterm_exits_cleanly() {
     assert_eq!(mcp.status, 503);
     std::fs::write(&cfg_path, config(json!({"auth": "None"})).to_string()).unwrap();
     // Config now loads, but nothing listens upstream: still not ready.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let m = http
-            .get(format!("http://127.0.0.1:{gw_port}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if m.contains("mcp_gateway_config_reloads_total{result=\"success\"} 1") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "config never loaded");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the config to load (a successful reload in /metrics)",
+        std::time::Duration::from_secs(20),
+        async || {
+            let m = http
+                .get(format!("http://127.0.0.1:{gw_port}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            m.contains("mcp_gateway_config_reloads_total{result=\"success\"} 1")
+                .then_some(())
+                .ok_or(m)
+        },
+    )
+    .await;
     assert_eq!(ready(http.clone()).await, 503, "upstream down");
 
     // SIGTERM: a clean exit.
@@ -156,16 +159,13 @@ async fn readyz_waits_for_a_config_and_an_upstream_and_sigterm_exits_cleanly() {
         .status()
         .unwrap();
     assert!(term.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the gateway did not exit after SIGTERM");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let exited = crate::support::eventually::poll(std::time::Duration::from_secs(20), async || {
+        child.try_wait().unwrap()
+    })
+    .await;
+    let status = exited.unwrap_or_else(|missed| {
+        let _ = child.kill();
+        panic!("waiting for the gateway to exit after SIGTERM: {missed}")
+    });
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }

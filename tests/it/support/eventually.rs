@@ -49,18 +49,27 @@ fn next_backoff(backoff: Duration) -> Duration {
     (backoff * 2).min(MAX_BACKOFF)
 }
 
-/// Keeps `last` bounded so a huge observation cannot flood the panic message.
-fn bounded(mut seen: String) -> String {
-    const LIMIT: usize = 4096;
-    if seen.len() > LIMIT {
-        let mut cut = LIMIT;
-        while !seen.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        seen.truncate(cut);
-        seen.push_str("…");
+/// Keeps `last` bounded so a huge observation (a whole log) cannot flood the panic
+/// message: its head and its tail, where a log's news is.
+fn bounded(seen: String) -> String {
+    const HALF: usize = 2048;
+    if seen.len() <= 2 * HALF {
+        return seen;
     }
-    seen
+    let mut head = HALF;
+    while !seen.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = seen.len() - HALF;
+    while !seen.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}\n… ({} bytes left out) …\n{}",
+        &seen[..head],
+        tail - head,
+        &seen[tail..]
+    )
 }
 
 /// Polls `attempt` until it yields a value (`Some`, `Ok` or `true`), at least once and for
@@ -69,8 +78,20 @@ fn bounded(mut seen: String) -> String {
 pub async fn eventually<A: Attempt>(
     what: &str,
     timeout: Duration,
-    mut attempt: impl AsyncFnMut() -> A,
+    attempt: impl AsyncFnMut() -> A,
 ) -> A::Value {
+    match poll(timeout, attempt).await {
+        Ok(value) => value,
+        Err(missed) => panic!("waiting for {what}: {missed}"),
+    }
+}
+
+/// [`eventually`] without the panic, for a caller with cleanup to do first: the value, or
+/// a description of the miss (how long, how many tries, the last observation).
+pub async fn poll<A: Attempt>(
+    timeout: Duration,
+    mut attempt: impl AsyncFnMut() -> A,
+) -> Result<A::Value, String> {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut backoff = FIRST_BACKOFF;
@@ -79,18 +100,18 @@ pub async fn eventually<A: Attempt>(
         tries += 1;
         let last = match tokio::time::timeout_at(deadline, attempt()).await {
             Ok(outcome) => match outcome.into_attempt() {
-                Ok(value) => return value,
+                Ok(value) => return Ok(value),
                 Err(seen) => seen,
             },
             Err(_) => "the attempt itself was still running at the deadline".to_owned(),
         };
         let now = Instant::now();
         if now >= deadline {
-            panic!(
-                "timed out after {:?} ({tries} tries) waiting for {what}; last seen: {}",
+            return Err(format!(
+                "timed out after {:?} ({tries} tries); last seen: {}",
                 now - started,
                 bounded(last)
-            );
+            ));
         }
         tokio::time::sleep(backoff.min(deadline - now)).await;
         backoff = next_backoff(backoff);
@@ -102,8 +123,19 @@ pub async fn eventually<A: Attempt>(
 pub fn eventually_blocking<A: Attempt>(
     what: &str,
     timeout: Duration,
-    mut attempt: impl FnMut() -> A,
+    attempt: impl FnMut() -> A,
 ) -> A::Value {
+    match poll_blocking(timeout, attempt) {
+        Ok(value) => value,
+        Err(missed) => panic!("waiting for {what}: {missed}"),
+    }
+}
+
+/// [`poll`] for threads without a runtime.
+pub fn poll_blocking<A: Attempt>(
+    timeout: Duration,
+    mut attempt: impl FnMut() -> A,
+) -> Result<A::Value, String> {
     let started = std::time::Instant::now();
     let deadline = started + timeout;
     let mut backoff = FIRST_BACKOFF;
@@ -111,16 +143,16 @@ pub fn eventually_blocking<A: Attempt>(
     loop {
         tries += 1;
         let last = match attempt().into_attempt() {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
             Err(seen) => seen,
         };
         let now = std::time::Instant::now();
         if now >= deadline {
-            panic!(
-                "timed out after {:?} ({tries} tries) waiting for {what}; last seen: {}",
+            return Err(format!(
+                "timed out after {:?} ({tries} tries); last seen: {}",
                 now - started,
                 bounded(last)
-            );
+            ));
         }
         std::thread::sleep(backoff.min(deadline - now));
         backoff = next_backoff(backoff);
@@ -208,7 +240,7 @@ mod tests {
     }
 
     #[tokio::test]
-    #[should_panic(expected = "waiting for the impossible; last seen: \"nope ")]
+    #[should_panic(expected = "waiting for the impossible: timed out")]
     async fn panics_with_what_and_the_last_observation() {
         let mut n = 0;
         eventually("the impossible", Duration::from_millis(5), async || {
@@ -216,6 +248,15 @@ mod tests {
             Err::<(), _>(format!("nope {n}"))
         })
         .await;
+    }
+
+    #[test]
+    fn a_long_observation_keeps_its_head_and_tail() {
+        let long = format!("start{}end", "x".repeat(10_000));
+        let short = bounded(long);
+        assert!(short.len() < 4200, "{}", short.len());
+        assert!(short.starts_with("start") && short.ends_with("end"));
+        assert!(short.contains("bytes left out"));
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The peers folder: `$MCP_OPERATOR_PEERS`, else `<CARGO_MANIFEST_DIR>/.peers`.
 pub fn peers_dir() -> PathBuf {
@@ -70,15 +70,11 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    super::eventually::poll_blocking(timeout, || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    })
+    .is_ok()
 }
 
 /// A peer process; killed and reaped on drop. Output goes to a log file that is quoted
