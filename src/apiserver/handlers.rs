@@ -2,37 +2,26 @@
 //! without `namespaces/<ns>/`, with an optional `/status`) are resolved against the
 //! registry and dispatched to the verbs by method and query.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Router,
     body::Bytes,
     extract::{Path, Query, State as AxumState},
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, Method},
     response::{IntoResponse, Response},
     routing::{any, get},
 };
-use serde_json::{Value, json};
-
-use crate::admission::{FieldError, FieldErrorKind};
 
 use super::{
-    apply::{self, ApplyRequest},
     discovery,
     error::{ApiResult, ApiServerError},
-    gc::Propagation,
     meta::Subresource,
     openapi,
-    ops::ListOptions,
-    patch::{self, PatchType},
-    resources::ResourceType,
-    selectors::{FieldSelector, LabelSelector},
     state::State,
-    table, tokens,
-    watch::{self, WatchRequest},
+    tokens,
+    verbs::{self, Call, Params, Target},
 };
-
-type Params = HashMap<String, String>;
 
 /// The router of the whole server.
 pub fn router(state: Arc<State>) -> Router {
@@ -50,14 +39,6 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/apis/{group}/{version}/{*rest}", any(group_resource))
         .fallback(|| async { ApiServerError::no_route() })
         .with_state(state)
-}
-
-/// What a resource path addresses.
-struct Target {
-    rt: ResourceType,
-    namespace: Option<String>,
-    name: Option<String>,
-    sub: Subresource,
 }
 
 fn resolve(state: &State, group: &str, version: &str, rest: &str) -> ApiResult<Target> {
@@ -107,13 +88,16 @@ async fn core_resource(
     {
         return respond(tokens::token_request(&state, ns, name, &body));
     }
+    let call = Call {
+        params: &params,
+        headers: &headers,
+        body: &body,
+    };
     respond(resource(
         &state,
         resolve(&state, "", "v1", &rest),
         method,
-        &headers,
-        &params,
-        &body,
+        &call,
     ))
 }
 
@@ -135,13 +119,16 @@ async fn group_resource(
             ))),
         });
     }
+    let call = Call {
+        params: &params,
+        headers: &headers,
+        body: &body,
+    };
     respond(resource(
         &state,
         resolve(&state, &group, &version, &rest),
         method,
-        &headers,
-        &params,
-        &body,
+        &call,
     ))
 }
 
@@ -149,299 +136,27 @@ fn respond(result: ApiResult<Response>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn json_body(body: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiServerError::bad_request(format!("error decoding request body: {e}")))
-}
-
-fn list_options(params: &Params) -> ApiResult<ListOptions> {
-    let param = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-    Ok(ListOptions {
-        labels: LabelSelector::parse(param("labelSelector"))?,
-        fields: FieldSelector::parse(param("fieldSelector"))?,
-        limit: params.get("limit").and_then(|l| l.parse().ok()),
-        continue_token: params.get("continue").filter(|c| !c.is_empty()).cloned(),
-    })
-}
-
-/// `PatchOptions` as the API server validates them: an apply patch needs a field
-/// manager; `force` is for apply patches only.
-fn validate_patch_options(patch_type: PatchType, params: &Params) -> ApiResult<()> {
-    let manager = params.get("fieldManager").filter(|m| !m.is_empty());
-    let force = params.get("force").is_some_and(|f| f == "true");
-    match patch_type {
-        PatchType::Apply if manager.is_none() => Err(ApiServerError::invalid_options(
-            "PatchOptions",
-            "fieldManager",
-            FieldErrorKind::Required,
-            "",
-            "is required for apply patch",
-        )),
-        PatchType::Apply => Ok(()),
-        _ if force => Err(ApiServerError::invalid_options(
-            "PatchOptions",
-            "force",
-            FieldErrorKind::Forbidden,
-            "",
-            "may not be specified for non-apply patch",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Watch `ListOptions` as kube-apiserver v1.33 validates them with the WatchList feature
-/// gate off (its default there): `sendInitialEvents` is refused, and
-/// `resourceVersionMatch` needs it.
-fn validate_watch_options(params: &Params) -> ApiResult<()> {
-    let forbidden = |path: &str, detail: &str| FieldError {
-        path: path.to_owned(),
-        kind: FieldErrorKind::Forbidden,
-        value: String::new(),
-        detail: detail.to_owned(),
-    };
-    let matching = params.get("resourceVersionMatch").filter(|m| !m.is_empty());
-    let mut errors = Vec::new();
-    if params.contains_key("sendInitialEvents") {
-        if matching.map(String::as_str) != Some("NotOlderThan") {
-            errors.push(forbidden(
-                "resourceVersionMatch",
-                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-            ));
-        }
-        errors.push(forbidden(
-            "sendInitialEvents",
-            "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
-        ));
-    } else if matching.is_some() {
-        errors.push(forbidden(
-            "resourceVersionMatch",
-            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-        ));
-    }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    Err(ApiServerError::invalid(
-        "ListOptions",
-        "meta.k8s.io",
-        "",
-        &errors,
-    ))
-}
-
-/// `DeleteOptions.preconditions` (uid, resourceVersion) against the stored object.
-fn check_preconditions(
-    stored: &Value,
-    options: &Value,
-    rt: &ResourceType,
-    name: &str,
-) -> ApiResult<()> {
-    for (key, what) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
-        let Some(wanted) = options
-            .pointer(&format!("/preconditions/{key}"))
-            .and_then(Value::as_str)
-        else {
-            continue;
-        };
-        let have = stored
-            .pointer(&format!("/metadata/{key}"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if wanted != have {
-            return Err(ApiServerError::precondition_failed(
-                rt, name, what, wanted, have,
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The field manager: `fieldManager`, else the User-Agent's program name, as Kubernetes
-/// derives it.
-fn manager(params: &Params, headers: &HeaderMap) -> String {
-    if let Some(m) = params.get("fieldManager").filter(|m| !m.is_empty()) {
-        return m.clone();
-    }
-    let agent = headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown");
-    agent.split('/').next().unwrap_or("unknown").to_owned()
-}
-
-fn ok(code: StatusCode, object: Value) -> ApiResult<Response> {
-    Ok((code, Json(object)).into_response())
-}
-
+/// Dispatches a resource request to its verb by method, name and `watch`.
 fn resource(
     state: &Arc<State>,
     target: ApiResult<Target>,
     method: Method,
-    headers: &HeaderMap,
-    params: &Params,
-    body: &[u8],
+    call: &Call<'_>,
 ) -> ApiResult<Response> {
-    let Target {
-        rt,
-        namespace,
-        name,
-        sub,
-    } = target?;
-    let ns = namespace.clone().unwrap_or_default();
-    let manager = manager(params, headers);
-    let accept = headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    match (method, name) {
-        (Method::GET, None)
-            if matches!(params.get("watch").map(String::as_str), Some("true" | "1")) =>
-        {
-            validate_watch_options(params)?;
-            let since = params.get("resourceVersion").filter(|v| !v.is_empty());
-            let since = since
-                .map(|v| {
-                    v.parse::<u64>().map_err(|_| {
-                        ApiServerError::bad_request(format!("invalid resourceVersion {v:?}"))
-                    })
-                })
-                .transpose()?;
-            let timeout = params
-                .get("timeoutSeconds")
-                .and_then(|t| t.parse().ok())
-                .map_or(state.options.max_watch, Duration::from_secs);
-            let bookmarks = params
-                .get("allowWatchBookmarks")
-                .is_some_and(|v| v == "true");
-            let table = table::wanted(accept, &rt);
-            watch::watch(
-                state,
-                WatchRequest {
-                    rt,
-                    namespace,
-                    options: list_options(params)?,
-                    since,
-                    timeout,
-                    bookmarks,
-                    table,
-                },
-            )
-        }
-        (Method::GET, None) => {
-            let list = state
-                .lock()
-                .list(&rt, namespace.as_deref(), &list_options(params)?)?;
-            if table::wanted(accept, &rt) {
-                let items = list["items"].as_array().cloned().unwrap_or_default();
-                return ok(
-                    StatusCode::OK,
-                    table::render(&rt, &items, list["metadata"].clone()),
-                );
-            }
-            ok(StatusCode::OK, list)
-        }
-        (Method::GET, Some(name)) => {
-            let object = state.lock().get(&rt, &ns, &name)?;
-            if table::wanted(accept, &rt) {
-                let metadata =
-                    json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
-                return ok(StatusCode::OK, table::render(&rt, &[object], metadata));
-            }
-            ok(StatusCode::OK, object)
-        }
-        (Method::POST, None) => ok(
-            StatusCode::CREATED,
-            state.lock().create(&rt, &ns, json_body(body)?, &manager)?,
-        ),
-        (Method::PUT, Some(name)) => ok(
-            StatusCode::OK,
-            state
-                .lock()
-                .update(&rt, &ns, &name, json_body(body)?, sub, &manager)?,
-        ),
-        (Method::PATCH, Some(name)) => {
-            let content_type = headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let patch_type = PatchType::from_content_type(content_type)?;
-            validate_patch_options(patch_type, params)?;
-            let mut inner = state.lock();
-            match patch_type {
-                PatchType::Apply => {
-                    let force = params.get("force").is_some_and(|f| f == "true");
-                    let existed = inner.get(&rt, &ns, &name).is_ok();
-                    let object = inner.apply(
-                        &rt,
-                        &ns,
-                        &name,
-                        apply::parse_body(body)?,
-                        &ApplyRequest {
-                            manager: &manager,
-                            force,
-                            sub,
-                        },
-                    )?;
-                    ok(
-                        if existed {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::CREATED
-                        },
-                        object,
-                    )
-                }
-                PatchType::Strategic if inner.admission.serves(&rt.api_version(), &rt.kind) => {
-                    // Custom resources have no patch merge keys: the real server refuses too.
-                    Err(ApiServerError::unsupported_media_type())
-                }
-                kind => {
-                    let old = inner.get(&rt, &ns, &name)?;
-                    let new = patch::patched(kind, &old, body)?;
-                    ok(
-                        StatusCode::OK,
-                        inner.update(&rt, &ns, &name, new, sub, &manager)?,
-                    )
-                }
-            }
-        }
-        (Method::DELETE, Some(name)) => {
-            let options: Value = if body.is_empty() {
-                json!({})
-            } else {
-                json_body(body)?
-            };
-            let policy = params
-                .get("propagationPolicy")
-                .map(String::as_str)
-                .or_else(|| options.get("propagationPolicy").and_then(Value::as_str))
-                .unwrap_or_default();
-            let propagation = Propagation::parse(policy)?;
-            let mut inner = state.lock();
-            check_preconditions(&inner.get(&rt, &ns, &name)?, &options, &rt, &name)?;
-            ok(StatusCode::OK, inner.delete(&rt, &ns, &name, propagation)?)
-        }
-        (Method::DELETE, None) => {
-            let mut inner = state.lock();
-            let list = inner.list(&rt, namespace.as_deref(), &list_options(params)?)?;
-            let policy = Propagation::parse(
-                params
-                    .get("propagationPolicy")
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-            )?;
-            for item in list["items"].as_array().into_iter().flatten() {
-                let item_ns = item
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let _ = inner.delete(&rt, item_ns, super::meta::name_of(item), policy);
-            }
-            ok(StatusCode::OK, list)
-        }
+    let target = target?;
+    let watching = matches!(call.param("watch"), Some("true" | "1"));
+    match (method, target.name.clone()) {
+        (Method::GET, None) if watching => verbs::watch(state, target, call),
+        (Method::GET, None) => verbs::list(state, &target, call),
+        (Method::GET, Some(name)) => verbs::get(state, &target, &name, call),
+        (Method::POST, None) => verbs::create(state, &target, call),
+        (Method::PUT, Some(name)) => verbs::update(state, &target, &name, call),
+        (Method::PATCH, Some(name)) => verbs::patch(state, &target, &name, call),
+        (Method::DELETE, Some(name)) => verbs::delete(state, &target, &name, call),
+        (Method::DELETE, None) => verbs::delete_collection(state, &target, call),
         (method, _) => Err(ApiServerError::method_not_allowed(format!(
             "{method} is not supported on {}",
-            rt.group_resource()
+            target.rt.group_resource()
         ))),
     }
 }

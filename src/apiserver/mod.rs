@@ -51,6 +51,7 @@ mod state;
 mod store;
 mod table;
 mod tokens;
+mod verbs;
 mod watch;
 
 pub use credentials::{API_AUDIENCE, UserInfo};
