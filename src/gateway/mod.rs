@@ -23,20 +23,28 @@
 //! memory stays bounded. `/livez`, `/readyz` and `/metrics` share the listen port and need
 //! no token (they reveal counters, never tool content).
 //!
-//! Layout: [`cli`] arguments and runtime · [`server`] routes · [`connections`]
-//! accepting and serving connections (cap, timeouts, shutdown) · [`origin`] Host and
-//! Origin checks · [`sessions`] session owners, caps and expiry ·
-//! [`proxy`] the MCP routes (request side) · [`routing`] routing headers and trace
-//! context · [`respond`] the response side (JSON) ·
-//! [`sse_relay`] relaying event streams · [`sse`] SSE event framing ·
-//! [`session_calls`] the gateway's own requests in a caller's session · [`upstream`] how requests reach the server ·
-//! [`auth`] bearer tokens → principal · [`enforce`] policy decisions, tool prefix and
-//! definition cache · [`ratelimit`] token buckets · [`audit`] audit records ·
-//! [`metrics`] Prometheus text · [`live`] the compiled, swappable configuration ·
-//! [`reload`] watching the file · [`refusal`] the refusals and their JSON-RPC bodies ·
-//! [`strict_json`] the request bodies accepted · [`config`] the file format ·
-//! [`kube_api`] the optional API client · [`kube_events`] Events about refusals ·
-//! [`token_review`] ServiceAccount tokens.
+//! Layout (the imports between these modules form no cycle):
+//! - Serving: [`cli`] arguments and runtime · [`server`] routes · [`connections`]
+//!   accepting and serving connections (cap, timeouts, shutdown) · [`origin`] Host and
+//!   Origin checks.
+//! - One MCP request, top down: [`proxy`] the MCP routes (request side) · [`respond`] the
+//!   response side (JSON) · [`sse_relay`] relaying event streams · [`exchange`] one request
+//!   on its way (records awaiting answers, deadline, call permit, session slot), built
+//!   per route · [`session_gate`] the session rules for a request, and idle expiry ·
+//!   [`session_calls`] the gateway's own requests in a caller's session · [`state`] what
+//!   they all share ([`state::Gateway`], session headers, the headers forwarded each
+//!   way): a leaf that imports none of them.
+//! - Decisions: [`auth`] bearer tokens → [`principal`] who is calling · [`token_review`]
+//!   ServiceAccount tokens · [`strict_json`] the request bodies accepted · [`routing`]
+//!   routing headers and trace context · [`enforce`] policy decisions, tool prefix and
+//!   definition cache · [`ratelimit`] token buckets · [`sessions`] the session table
+//!   (owners, caps, idle) · [`refusal`] the refusals and their JSON-RPC bodies.
+//! - Records: [`audit`] audit records · [`metrics`] Prometheus text · [`kube_events`]
+//!   Events about refusals.
+//! - Configuration: [`config`] the file format · [`live`] the compiled, swappable
+//!   configuration · [`reload`] watching the file · [`kube_api`] the optional API client.
+//! - The server side: [`upstream`] how requests reach the server · [`sse`] SSE event
+//!   framing.
 
 pub mod audit;
 pub mod auth;

@@ -4,7 +4,8 @@
 //! routing headers against it ([`routing`](super::routing): -32020 before any rule), apply
 //! the read-only rule for probes, the rate limit, the tool policy and prefix for a
 //! `tools/call`, the concurrency limit, then forward to the upstream and hand the answer
-//! to [`respond`]. Unknown methods, notifications and responses to server
+//! to [`respond`] with the request's [`Exchange`] (one constructor per route:
+//! [`Exchange::for_post`], [`Exchange::for_get`]; a DELETE's answer is passed through). Unknown methods, notifications and responses to server
 //! requests pass through untouched — once they parsed strictly.
 //!
 //! Nothing unchecked goes upstream: a body that is not strict JSON is refused (HTTP 400,

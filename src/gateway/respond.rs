@@ -1,4 +1,6 @@
-//! The MCP routes, response side: sends the upstream request and relays the answer.
+//! The MCP routes, response side: sends the upstream request and relays the answer for
+//! the route's [`Exchange`] (built by [`proxy`](super::proxy), which this module never
+//! imports).
 //! JSON bodies are read (bounded by `maxResponseBytes`), parsed once, rewritten only when
 //! policy needs it (`tools/list` results) and audited; SSE bodies stream through event by
 //! event by [`sse_relay`](super::sse_relay). A `tools/call` past its timeout is answered

@@ -1,12 +1,14 @@
-//! Who owns each MCP session opened through this gateway, and how many may live.
+//! Who owns each MCP session opened through this gateway, and how many may live: the
+//! session table ([`Sessions`]). The rules that apply it to requests, and the expiry task,
+//! are in [`session_gate`](super::session_gate).
 //!
 //! A session belongs to the principal whose `initialize` answer carried its new
-//! `Mcp-Session-Id` ([`Owner`]: a binding, the probe, or anonymous). A request naming a
-//! session the gateway did not open for that caller — another principal's, one opened
-//! directly at the upstream, or one from before a gateway restart — gets HTTP 404 and the
-//! JSON-RPC error the MCP SDKs give for an unknown session, so a caller cannot tell a
-//! foreign session from a missing one; per the transport spec a client re-initializes on
-//! 404. The owner's DELETE forgets the session.
+//! `Mcp-Session-Id` ([`Owner`]: a binding, a ServiceAccount, the probe, or anonymous). A
+//! request naming a session the gateway did not open for that caller — another
+//! principal's, one opened directly at the upstream, or one from before a gateway
+//! restart — gets HTTP 404 and the JSON-RPC error the MCP SDKs give for an unknown
+//! session, so a caller cannot tell a foreign session from a missing one; per the
+//! transport spec a client re-initializes on 404. The owner's DELETE forgets the session.
 //!
 //! Bounds: at most `per_principal` live sessions per owner and `total` in all (an
 //! `initialize` beyond them is refused before it reaches the upstream: 429 for the

@@ -5,8 +5,9 @@
 //! gateway each way ([`upstream_request`], [`with_headers`]). The routes
 //! ([`proxy`](super::proxy)), the answer's relays ([`respond`](super::respond),
 //! [`sse_relay`](super::sse_relay)), the per-request [`Exchange`](super::exchange::Exchange),
-//! the session rules ([`sessions`](super::sessions)) and the gateway's own requests
-//! ([`session_calls`](super::session_calls)) import it; it imports none of them back.
+//! the session rules ([`session_gate`](super::session_gate)) and the gateway's own
+//! requests ([`session_calls`](super::session_calls)) import it; it imports none of them
+//! back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
