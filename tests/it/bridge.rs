@@ -14,7 +14,7 @@ mod sse_upstream;
 mod third_party;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{self, PeerProcess};
 
@@ -48,21 +48,21 @@ impl Bridge {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
         let url = self.peer.url("/readyz");
-        while Instant::now() < deadline {
-            let ok = std::process::Command::new("curl")
-                .args(["-sf", "-o", "/dev/null", &url])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "bridge never became ready; its output:\n{}",
-            self.peer.output()
+        crate::support::eventually::eventually_blocking(
+            "the bridge's /readyz to answer 2xx",
+            Duration::from_secs(30),
+            || {
+                let ok = std::process::Command::new("curl")
+                    .args(["-sf", "-o", "/dev/null", &url])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("its output:\n{}", self.peer.output()))
+                }
+            },
         );
     }
 
@@ -88,20 +88,22 @@ impl Bridge {
 
     /// Polls `/metrics` until `name` satisfies `want` (at most 30 s).
     pub async fn wait_metric(&mut self, name: &str, want: impl Fn(u64) -> bool) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let value = self.metric(name).await;
-            if want(value) {
-                return value;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "metric {name} stayed at {value}; bridge output:\n{}",
-                    self.peer.output()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::support::eventually::eventually(
+            &format!("the bridge's metric {name} to reach the wanted value"),
+            Duration::from_secs(30),
+            async || {
+                let value = self.metric(name).await;
+                if want(value) {
+                    Ok(value)
+                } else {
+                    Err(format!(
+                        "{name} {value}; bridge output:\n{}",
+                        self.peer.output()
+                    ))
+                }
+            },
+        )
+        .await
     }
 }
 

@@ -150,7 +150,13 @@ pub(crate) fn assert_operator_never_refused(
 
 /// Waits for a core v1 Event with `reason` and `message` about McpServer `name`, selected
 /// as `kubectl describe` selects them (field selector on involvedObject).
-pub(crate) async fn wait_core_event(client: &Client, ns: &str, name: &str, reason: &str, message: &str) {
+pub(crate) async fn wait_core_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    message: &str,
+) {
     let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
     let params = kube::api::ListParams::default().fields(&format!(
         "involvedObject.kind=McpServer,involvedObject.name={name},involvedObject.namespace={ns}"
@@ -177,23 +183,15 @@ pub(crate) async fn wait_core_event(client: &Client, ns: &str, name: &str, reaso
     .await
 }
 
-/// Polls `check` every 50 ms until it returns Some, panicking with `what` after `secs`.
+/// Polls `check` until it returns Some, panicking with `what` after `secs`
+/// ([`crate::support::eventually::eventually`] with a timeout in seconds).
 pub(crate) async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(what, Duration::from_secs(secs), async || check().await)
+        .await
 }
 
 /// Creates namespace `ns` (no error when it exists).
@@ -341,26 +339,26 @@ pub(crate) async fn wait_condition(
     status: &str,
     reason: Option<&str>,
 ) -> McpServer {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = get_server(client, ns, name).await;
-        let conds = s
-            .status
-            .as_ref()
-            .map(|st| st.conditions.clone())
-            .unwrap_or_default();
-        if find_condition(&conds, type_)
-            .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
-        {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {ns}/{name} {type_}={status} {reason:?}; status: {:#?}",
-            s.status
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!("{ns}/{name} {type_}={status} {reason:?}"),
+        Duration::from_secs(60),
+        async || {
+            let s = get_server(client, ns, name).await;
+            let conds = s
+                .status
+                .as_ref()
+                .map(|st| st.conditions.clone())
+                .unwrap_or_default();
+            if find_condition(&conds, type_)
+                .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
+            {
+                Ok(s)
+            } else {
+                Err(s.status)
+            }
+        },
+    )
+    .await
 }
 
 /// Events (events.k8s.io/v1) about `name` in `ns`, as (reason, note).

@@ -12,6 +12,7 @@ use kube::runtime::{Controller, controller::Action, utils::Backoff};
 use mcp_operator::apiserver::{FaultKind, FaultRule};
 
 use super::*;
+use crate::support::eventually::eventually;
 
 const ANNOTATION: &str = "reconciled";
 
@@ -91,73 +92,74 @@ fn config_map(name: &str, version: &str) -> ConfigMap {
 /// Writes through faults: retries until the server accepts the write. Only the test's
 /// own setup uses this; the controller gets no such help.
 async fn create_retrying(api: &Api<ConfigMap>, name: &str, version: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match api
+    eventually(
+        &format!("the server to accept creating {name}"),
+        Duration::from_secs(30),
+        async || match api
             .create(&PostParams::default(), &config_map(name, version))
             .await
         {
-            Ok(_) => return,
-            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => return,
-            Err(error) if tokio::time::Instant::now() < deadline => {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => Ok(()),
+            Err(error) => {
                 tracing::debug!(%error, "create failed, retrying");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                Err(error.to_string())
             }
-            Err(error) => panic!("cannot create {name}: {error}"),
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// Changes `data.v` with get + replace (verbs get and update, which the controller
 /// never uses, so rules aimed at the controller's patches, lists and watches spare it).
 async fn update_retrying(api: &Api<ConfigMap>, name: &str, version: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let result = match api.get(name).await {
+    eventually(
+        &format!("the server to accept updating {name}"),
+        Duration::from_secs(30),
+        async || match api.get(name).await {
             Ok(mut cm) => {
                 cm.data = Some([("v".to_owned(), version.to_owned())].into());
                 api.replace(name, &PostParams::default(), &cm)
                     .await
                     .map(drop)
+                    .map_err(|e| e.to_string())
             }
-            Err(error) => Err(error),
-        };
-        match result {
-            Ok(()) => return,
-            Err(error) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "cannot update {name}: {error}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            Err(error) => Err(error.to_string()),
+        },
+    )
+    .await
 }
 
 /// Polls (through faults) until every ConfigMap's annotation matches its data and the
 /// expected names all exist; panics with what is still unreconciled after 30 s.
 async fn wait_all_reconciled(api: &Api<ConfigMap>, expected: &[String]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut pending = Vec::new();
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(list) = api.list(&ListParams::default()).await {
-            let done: std::collections::HashSet<String> = list
-                .items
-                .iter()
-                .filter(|cm| annotation(cm) == Some(data_version(cm).as_str()))
-                .filter_map(|cm| cm.metadata.name.clone())
-                .collect();
-            pending = expected
-                .iter()
-                .filter(|n| !done.contains(*n))
-                .cloned()
-                .collect();
-            if pending.is_empty() {
-                return;
+    let mut pending: Vec<String> = expected.to_vec();
+    eventually(
+        "every ConfigMap reconciled (last seen: the pending ones)",
+        Duration::from_secs(30),
+        async || {
+            // A failed list (a fault) keeps the previous observation.
+            if let Ok(list) = api.list(&ListParams::default()).await {
+                let done: std::collections::HashSet<String> = list
+                    .items
+                    .iter()
+                    .filter(|cm| annotation(cm) == Some(data_version(cm).as_str()))
+                    .filter_map(|cm| cm.metadata.name.clone())
+                    .collect();
+                pending = expected
+                    .iter()
+                    .filter(|n| !done.contains(*n))
+                    .cloned()
+                    .collect();
             }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not reconciled after 30 s: {pending:?}");
+            if pending.is_empty() {
+                Ok(())
+            } else {
+                Err(pending.clone())
+            }
+        },
+    )
+    .await
 }
 
 /// The scenario every fault runs through: three reconciled objects, then the fault; six
@@ -193,16 +195,16 @@ async fn controller_survives(
         // Pacing, not synchronisation: spreads the writes over the fault window.
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let wanted = expect_fired.unwrap_or(1);
-    while server.faults().fired(id) < wanted {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the fault fired {} times, expected {wanted}",
-            server.faults().fired(id)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        &format!("the fault to fire {wanted} times"),
+        Duration::from_secs(30),
+        async || {
+            let fired = server.faults().fired(id);
+            if fired >= wanted { Ok(()) } else { Err(fired) }
+        },
+    )
+    .await;
     if let Some(n) = expect_fired {
         assert_eq!(
             server.faults().fired(id),

@@ -1,7 +1,7 @@
 //! PerSession mode: every session gets its own process from the warm pool, the pool
 //! refills, and a deleted session's process is stopped.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -37,18 +37,22 @@ async fn sessions_get_their_own_processes_and_the_pool_refills() {
 
     assert_eq!(first.delete().await, 200);
     let proc_dir = format!("/proc/{pid_first}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::path::Path::new(&proc_dir).exists() {
-        let status = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap_or_default();
-        if status.contains(") Z ") {
-            break; // exited, not reaped yet
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process {pid_first} outlived its session"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!("process {pid_first} to end with its session"),
+        Duration::from_secs(20),
+        async || {
+            if !std::path::Path::new(&proc_dir).exists() {
+                return Ok(());
+            }
+            let status = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap_or_default();
+            if status.contains(") Z ") {
+                Ok(()) // exited, not reaped yet
+            } else {
+                Err(status)
+            }
+        },
+    )
+    .await;
     let echoed = second
         .call_tool(json!(2), "echo", json!({"message":"alive"}))
         .await;

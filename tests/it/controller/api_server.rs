@@ -97,25 +97,22 @@ pub(super) async fn wait_egress(client: &Client, ns: &str, name: &str, want: &[(
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
         .collect();
     want.sort();
-    let mut last = None;
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
+    crate::support::eventually::eventually(
+        &format!("NetworkPolicy {ns}/{name} to be {want:?}"),
+        Duration::from_secs(60),
+        async || {
             let got = egress(client, ns, name).await.map(|mut g| {
                 g.sort();
                 g
             });
             if got.as_ref() == Some(&want) {
-                return;
+                Ok(())
+            } else {
+                Err(got)
             }
-            last = got;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+        },
+    )
     .await;
-    assert!(
-        found.is_ok(),
-        "NetworkPolicy {ns}/{name}: want {want:?}, last {last:?}"
-    );
 }
 
 /// No reconcile failed, but for write conflicts (retried, unrelated to this).

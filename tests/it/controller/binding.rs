@@ -105,19 +105,16 @@ pub(super) async fn wait_binding(
     check: impl Fn(&McpBindingStatus) -> bool,
 ) -> McpBindingStatus {
     let api: Api<McpBinding> = Api::namespaced(client.clone(), ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let b = api.get(name).await.expect("McpBinding exists");
-        let st = b.status.clone().unwrap_or_default();
-        if check(&st) {
-            return st;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for McpBinding {ns}/{name}: {what}; status: {st:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!("McpBinding {ns}/{name}: {what}"),
+        Duration::from_secs(60),
+        async || {
+            let b = api.get(name).await.expect("McpBinding exists");
+            let st = b.status.unwrap_or_default();
+            if check(&st) { Ok(st) } else { Err(st) }
+        },
+    )
+    .await
 }
 
 /// (status, reason, message) of the binding's Ready condition.
@@ -143,19 +140,16 @@ pub(super) async fn binding_secret(
     check: impl Fn(&Secret) -> bool,
 ) -> Secret {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(s) = api.get_opt(name).await.unwrap()
-            && check(&s)
-        {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for Secret {ns}/{name}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!("Secret {ns}/{name}"),
+        Duration::from_secs(60),
+        async || match api.get_opt(name).await.unwrap() {
+            Some(s) if check(&s) => Ok(s),
+            Some(_) => Err("present, but not as wanted"),
+            None => Err("absent"),
+        },
+    )
+    .await
 }
 
 /// A key of a Secret as text.

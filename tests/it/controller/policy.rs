@@ -976,18 +976,19 @@ async fn wait_egress(
         .map(|(c, p)| (c.to_string(), p.iter().map(|s| s.to_string()).collect()))
         .collect();
     let want = (want_types, want_rules);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = egress_of(client, ns, name).await;
-        if got.as_ref() == Some(&want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "NetworkPolicy {ns}/{name}: want {want:?}, got {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!("NetworkPolicy {ns}/{name} to be {want:?}"),
+        Duration::from_secs(60),
+        async || {
+            let got = egress_of(client, ns, name).await;
+            if got.as_ref() == Some(&want) {
+                Ok(())
+            } else {
+                Err(got)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]

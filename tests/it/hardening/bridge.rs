@@ -5,7 +5,7 @@
 //! a temporary directory, so every byte they write is under the test's control.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -110,17 +110,18 @@ async fn call(client: &McpClient, id: u64, name: &str, args: Value) -> Value {
 
 /// Waits until the bridge's log contains `needle` (at most 20 s).
 fn wait_log(bridge: &mut Bridge, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let output = bridge.peer.output();
-        if output.contains(needle) {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("{needle:?} never reached the bridge log:\n{output}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::support::eventually::eventually_blocking(
+        &format!("{needle:?} in the bridge log"),
+        Duration::from_secs(20),
+        || {
+            let output = bridge.peer.output();
+            if output.contains(needle) {
+                Ok(())
+            } else {
+                Err(output)
+            }
+        },
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,19 +256,15 @@ async fn leftovers(client: &Client, ns: &str, name: &str) -> Vec<String> {
 
 /// Polls until nothing of server `name` is left; on timeout, names what is.
 async fn wait_no_leftovers(client: &Client, ns: &str, name: &str, cycle: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = leftovers(client, ns, name).await;
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "cycle {cycle}: McpServer {name} was deleted 15 s ago, but its children are left: \
-             {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!("cycle {cycle}: no children left of the deleted McpServer {name}"),
+        Duration::from_secs(15),
+        async || {
+            let left = leftovers(client, ns, name).await;
+            if left.is_empty() { Ok(()) } else { Err(left) }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -329,19 +325,20 @@ async fn a_create_delete_recreate_loop_leaves_no_orphans() {
     // Recreated once more and left alone: every child is the new server's.
     let server = create_server(&client, ns, "loop", pod_spec()).await;
     let uid = server.uid().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = leftovers(&client, ns, "loop").await;
-        let owned = format!("(owners [{uid:?}])");
-        if left.len() == 7 && left.iter().all(|l| l.ends_with(&owned)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the recreated McpServer (uid {uid}) does not own its seven children: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!("the recreated McpServer (uid {uid}) to own its seven children"),
+        Duration::from_secs(30),
+        async || {
+            let left = leftovers(&client, ns, "loop").await;
+            let owned = format!("(owners [{uid:?}])");
+            if left.len() == 7 && left.iter().all(|l| l.ends_with(&owned)) {
+                Ok(())
+            } else {
+                Err(left)
+            }
+        },
+    )
+    .await;
     servers
         .delete("loop", &DeleteParams::background())
         .await
@@ -443,19 +440,22 @@ async fn garbage_collection_matches_kube_controller_manager() {
     let ours = gc_state(&embedded_client, &real.namespace, &names).await;
     gc_scenarios(&real.client, &real.namespace).await;
     // The real collector is asynchronous: wait (bounded) for it to reach our end state.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let theirs = gc_state(&real.client, &real.namespace, &names).await;
-        if shape(&theirs) == shape(&ours) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "after 90 s, kube-controller-manager's garbage collector left\n  real:     \
-             {theirs:?}\n  embedded: {ours:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::support::eventually::eventually(
+        &format!(
+            "kube-controller-manager's garbage collector to reach the embedded end state \
+             {ours:?} (last seen: the real one)"
+        ),
+        Duration::from_secs(90),
+        async || {
+            let theirs = gc_state(&real.client, &real.namespace, &names).await;
+            if shape(&theirs) == shape(&ours) {
+                Ok(())
+            } else {
+                Err(theirs)
+            }
+        },
+    )
+    .await;
     // What the real collector keeps it keeps for good: a dependent created after all the
     // others, with a deleted owner, is collected first — then nothing else changed.
     let secrets: Api<Secret> = Api::namespaced(real.client.clone(), &real.namespace);
