@@ -38,6 +38,7 @@ mod events;
 mod faults;
 mod gc;
 mod handlers;
+mod managed_fields;
 mod meta;
 mod openapi;
 mod ops;

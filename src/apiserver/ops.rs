@@ -6,9 +6,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde_json::{Value, json};
 
 use super::{
-    apply,
     error::{ApiResult, ApiServerError},
-    events,
+    events, managed_fields,
     meta::{self, Subresource},
     resources::{Registry, ResourceType},
     selectors::{FieldSelector, LabelSelector},
@@ -140,7 +139,7 @@ impl Inner {
         }
         // Go drops empty collections before fields are tracked: they own nothing.
         meta::drop_empty_collections(rt, &mut object);
-        apply::record_update(rt, None, &mut object, manager, Subresource::Main);
+        managed_fields::record_update(rt, None, &mut object, manager, Subresource::Main);
         self.commit(rt, key, object, None)
     }
 
@@ -157,7 +156,7 @@ impl Inner {
         let old = self.get(rt, namespace, name)?;
         let mut object = meta::prepare_update(rt, object, &old, sub)?;
         meta::drop_empty_collections(rt, &mut object);
-        apply::record_update(rt, Some(&old), &mut object, manager, sub);
+        managed_fields::record_update(rt, Some(&old), &mut object, manager, sub);
         self.commit(rt, ObjectKey::new(rt, namespace, name), object, Some(&old))
     }
 
