@@ -48,10 +48,11 @@ pub struct Exchange {
     pub(super) principal: Principal,
     /// Audit records awaiting their response, by the JSON text of their id.
     pub(super) pending: HashMap<String, PendingAudit>,
-    /// When unanswered `tools/call`s time out.
+    /// When the unanswered request times out (`callTimeout` for a `tools/call`, the
+    /// upstream timeout for another request).
     pub(super) deadline: Option<Instant>,
     pub(super) session: SessionHeaders,
-    /// Concurrency permits of the calls; released when every answer is in.
+    /// The concurrency permit of a `tools/call`; released when its answer is in.
     pub(super) permit: Option<OwnedSemaphorePermit>,
     initialize: bool,
     /// The place reserved for the session an `initialize` opens.
