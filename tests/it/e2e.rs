@@ -15,6 +15,7 @@
 //! with its tools and era.
 
 mod binding;
+mod control_plane;
 mod deletion;
 mod eras;
 mod examples;
