@@ -1,6 +1,8 @@
 //! HTTP routing: resource paths (`/api/v1/...`, `/apis/<group>/<version>/...`, with or
 //! without `namespaces/<ns>/`, with an optional `/status`) are resolved against the
-//! registry and dispatched to the verbs by method and query.
+//! registry and dispatched by method, name and `watch` to one handler per verb in
+//! `verbs`; TokenRequest and TokenReview go to `tokens`, discovery and OpenAPI to
+//! `discovery` and `openapi`.
 
 use std::sync::Arc;
 

@@ -22,13 +22,21 @@
 //!   JWT-shaped tokens with audiences and expiry, TokenReview checks them
 //!   ([`ApiServerHandle::issue_service_account_token`], [`ApiServerHandle::token_reviews`]).
 //!
-//! Layout: `store` (objects, revisions, watch history), `resources` (served types),
-//! `meta` (object mechanics), `ops` (verbs), `patch`/`apply` (patch types, managedFields),
-//! `gc` (deletion), `events` (events.k8s.io/v1 Events served from the core Events'
-//! storage, converted), `watch`, `table` (server-side printing), `discovery`, `openapi`,
-//! `handlers` (HTTP routing), `tokens` (TokenRequest, TokenReview), `error` (Status),
-//! `request` (request attributes), and the tower layers around the router: `faults` and
-//! `rbac`; `server` (the handle).
+//! Layout, leaves first (no module imports one that imports it back):
+//! - data: `store` (objects, revisions, watch history), `resources` (served types),
+//!   `selectors`, `error` (Status), `request` (request attributes), `credentials` (users
+//!   and token stores), `events` (events.k8s.io/v1 Events served from the core Events'
+//!   storage, converted);
+//! - object mechanics: `meta` (identity, preconditions, status isolation),
+//!   `managed_fields` (field ownership), `ops` (the store-level verbs and the commit step
+//!   of every write), `apply` (server-side apply), `patch` (the other patch types), `gc`
+//!   (deletion);
+//! - `state`: the [`ApiServerOptions`] and the `State` every handler and layer shares;
+//! - HTTP: `handlers` (routing and the dispatch by verb), `verbs` (one handler per verb),
+//!   `watch`, `table` (server-side printing), `discovery`, `openapi`, `tokens`
+//!   (TokenRequest, TokenReview), and the tower layers around the router: `faults` and
+//!   `rbac`;
+//! - `server`: the handle.
 
 mod apply;
 mod credentials;

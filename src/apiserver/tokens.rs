@@ -1,7 +1,8 @@
 //! ServiceAccount tokens as the real server issues and checks them: TokenRequest
 //! (`POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token`, what kubelet does for a
 //! projected token) and TokenReview (`POST /apis/authentication.k8s.io/v1/tokenreviews`,
-//! what a webhook or a sidecar calls to check a token it was shown).
+//! what a webhook or a sidecar calls to check a token it was shown). The store of issued
+//! tokens is `credentials::IssuedTokens`, held in the shared `State`.
 //!
 //! Issued tokens are JWT-shaped (`header.payload.signature`, base64url) so that clients
 //! can read `aud` and `exp` as they would from a real token, but they are not signed: the
