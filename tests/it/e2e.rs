@@ -174,22 +174,22 @@ impl Target {
         what: &str,
         check: impl Fn(&McpServer) -> bool,
     ) -> McpServer {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let server = self.servers().get_opt(name).await.ok().flatten();
-            if let Some(s) = server.as_ref().filter(|s| check(s)) {
-                return s.clone();
-            }
-            if tokio::time::Instant::now() >= deadline {
-                panic!(
-                    "{}/{name}: timed out after {secs} s waiting for {what}; status: {:#?}\nmcp log:\n{}\ngateway log:\n{}",
-                    self.ns,
-                    server.and_then(|s| s.status),
-                    tail(&self.logs(name, "mcp").await, 40),
-                    tail(&self.logs(name, "gateway").await, 20),
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let found =
+            crate::support::eventually::poll(Duration::from_secs(secs), async || {
+                match self.servers().get_opt(name).await.ok().flatten() {
+                    Some(s) if check(&s) => Ok(s),
+                    other => Err(other.and_then(|s| s.status)),
+                }
+            })
+            .await;
+        match found {
+            Ok(server) => server,
+            Err(missed) => panic!(
+                "{}/{name}: waiting for {what}: {missed}\nmcp log:\n{}\ngateway log:\n{}",
+                self.ns,
+                tail(&self.logs(name, "mcp").await, 40),
+                tail(&self.logs(name, "gateway").await, 20),
+            ),
         }
     }
 
@@ -222,19 +222,15 @@ impl Target {
     /// Waits until nothing runs for server `name` any more: no process (playground) or
     /// no pod and no Deployment (cluster).
     pub async fn wait_stopped(&self, name: &str, secs: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = self.running(name).await;
-            if left.is_empty() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}/{name}: still running after {secs} s: {left:?}",
-                self.ns
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::support::eventually::eventually(
+            &format!("{}/{name} to stop running", self.ns),
+            Duration::from_secs(secs),
+            async || {
+                let left = self.running(name).await;
+                if left.is_empty() { Ok(()) } else { Err(left) }
+            },
+        )
+        .await
     }
 
     /// What still runs for server `name`: pids (playground) or pod names (cluster), and
@@ -402,23 +398,15 @@ pub(crate) fn python_client(mcp_json: &Path, server: &str, calls: Value) -> Valu
     serde_json::from_slice(&out.stdout).expect("mcp_json_client.py prints JSON")
 }
 
-/// Polls `check` every 100 ms until Some, panicking with `what` after `secs`.
+/// Polls `check` until it returns Some, panicking with `what` after `secs`
+/// ([`crate::support::eventually::eventually`] with a timeout in seconds).
 pub(crate) async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::eventually::eventually(what, Duration::from_secs(secs), async || check().await)
+        .await
 }
 
 /// Reasons of the Events about McpServer `name`.

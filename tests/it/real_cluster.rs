@@ -15,7 +15,7 @@ mod teardown;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
@@ -57,25 +57,26 @@ async fn install_crds(cluster: &RealCluster) -> Vec<CustomResourceDefinition> {
         String::from_utf8_lossy(&out.stderr)
     );
     let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut installed = Vec::new();
-    for crd in shipped_crds() {
-        let name = crd.metadata.name.expect("CRD name");
-        loop {
-            let crd = api.get(&name).await.expect("CRD readable");
-            if condition(&crd, "Established") == Some("True") {
+    let names: Vec<String> = shipped_crds()
+        .into_iter()
+        .map(|crd| crd.metadata.name.expect("CRD name"))
+        .collect();
+    crate::support::eventually::eventually(
+        "every shipped CRD Established (last seen: the first that is not)",
+        Duration::from_secs(60),
+        async || {
+            let mut installed = Vec::new();
+            for name in &names {
+                let crd = api.get(name).await.expect("CRD readable");
+                if condition(&crd, "Established") != Some("True") {
+                    return Err(format!("{name}: {:?}", crd.status));
+                }
                 installed.push(crd);
-                break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "CRD {name} not Established after 60 s: {:?}",
-                crd.status
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    installed
+            Ok(installed)
+        },
+    )
+    .await
 }
 
 /// The status of a CRD's condition `kind`.

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::gateway::harness::{GatewayProcess, Mcp, config, hash, http};
 use crate::support;
+use crate::support::eventually::eventually;
 
 const A: &str = "token-of-binding-a";
 const B: &str = "token-of-binding-b";
@@ -321,21 +322,26 @@ async fn idle_sessions_expire_and_are_ended_upstream() {
     // The gateway ended it upstream: the server no longer knows it.
     let mut direct = Mcp::new(&upstream.url("/mcp"), None);
     direct.session = Some(sid);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = direct.request("ping", json!({})).await;
-        // server-everything answers an unknown session with 400, the SDKs with 404.
-        if a.status == 404 || a.status == 400 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the upstream still serves the expired session: {a:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The streaming session outlived several idle periods.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(
+        "the upstream to forget the expired session",
+        Duration::from_secs(10),
+        async || {
+            let a = direct.request("ping", json!({})).await;
+            // server-everything answers an unknown session with 400, the SDKs with 404.
+            if a.status == 404 || a.status == 400 {
+                Ok(())
+            } else {
+                Err(a)
+            }
+        },
+    )
+    .await;
+    // The streaming session outlives several idle periods: a witness session opened now
+    // expiring proves one more full idle period passed with the sweeper running.
+    let mut witness = Mcp::new(&gw.url(), Some(A));
+    witness.initialize().await;
+    gw.wait_metric("mcp_gateway_sessions_expired_total", 2.0)
+        .await;
     assert_eq!(
         streaming.request("ping", json!({})).await.status,
         200,

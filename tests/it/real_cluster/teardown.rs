@@ -9,7 +9,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::ProcessGroup;
 
@@ -111,12 +111,10 @@ fn killed_test_binary_leaves_no_process_and_no_directory() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline
-        && (pids.iter().any(|p| alive(*p)) || !group_members(pgid).is_empty() || dir.exists())
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Polled until all is gone; what is left is named by the assertions below.
+    let _ = crate::support::eventually::poll_blocking(Duration::from_secs(20), || {
+        !(pids.iter().any(|p| alive(*p)) || !group_members(pgid).is_empty() || dir.exists())
+    });
     let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "still running after 20 s: {left:?}");
     assert_eq!(

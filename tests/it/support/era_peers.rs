@@ -10,7 +10,7 @@
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -409,18 +409,12 @@ fn run_bounded(mut cmd: Command) -> (bool, String, String) {
     };
     let out = read(Box::new(child.stdout.take().expect("stdout")));
     let err = read(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + CLIENT_DEADLINE;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
+    let status =
+        super::eventually::poll_blocking(CLIENT_DEADLINE, || child.try_wait().ok().flatten()).ok();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let Some(status) = status else {
         // Not joined: a grandchild (a stdio server) may still hold the pipes open.
         return (

@@ -328,27 +328,35 @@ async fn install_shipped_crds(cp: &ControlPlane, client: kube::Client) {
         String::from_utf8_lossy(&out.stderr)
     );
     let api: Api<CustomResourceDefinition> = Api::all(client);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    for crd in mcp_operator::api::crd::all() {
-        let name = crd.metadata.name.expect("CRD name");
-        loop {
-            let crd = api.get(&name).await.expect("CRD readable");
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
+    let names: Vec<String> = mcp_operator::api::crd::all()
+        .into_iter()
+        .map(|crd| crd.metadata.name.expect("CRD name"))
+        .collect();
+    super::eventually::eventually(
+        "every shipped CRD Established (last seen: those that are not)",
+        Duration::from_secs(60),
+        async || {
+            let mut pending = Vec::new();
+            for name in &names {
+                let crd = api.get(name).await.expect("CRD readable");
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if !established {
+                    pending.push(name.clone());
+                }
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "CRD {name} not Established"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+            if pending.is_empty() {
+                Ok(())
+            } else {
+                Err(pending)
+            }
+        },
+    )
+    .await;
 }
 
 async fn apply_shipped_rbac(client: kube::Client) {
