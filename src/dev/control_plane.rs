@@ -505,3 +505,24 @@ pub fn write_kubeconfig(path: &Path, url: &str, ca: &Path, token: &str) -> anyho
     );
     write_private(path, &text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_binaries_are_refused_saying_how_to_build_them() {
+        let bin = tempfile::tempdir().expect("temp dir");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let error = match ControlPlane::start(bin.path(), dir.path()).await {
+            Ok(_) => panic!("started without binaries"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("etcd is missing"), "{error}");
+        assert!(error.contains("make control-plane"), "{error}");
+        assert!(
+            !dir.path().join("control-plane").exists(),
+            "nothing written before the check"
+        );
+    }
+}

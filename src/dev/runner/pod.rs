@@ -553,3 +553,28 @@ async fn probe_loop(ctx: &ContainerCtx, c: &Container, slot: &Slot) {
 pub fn log_path(dir: &Path, container: &str) -> PathBuf {
     dir.join("logs").join(format!("{container}.log"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pods_kubeconfig_names_the_ca_of_an_https_server_and_none_for_http() {
+        let real = kubeconfig(
+            "https://127.0.0.1:6443",
+            Some(Path::new("/x/control-plane/ca.crt")),
+            "ns",
+            "tok",
+        );
+        let doc: serde_yaml::Value = serde_yaml::from_str(&real).expect("YAML");
+        let cluster = &doc["clusters"][0]["cluster"];
+        assert_eq!(cluster["server"], "https://127.0.0.1:6443");
+        assert_eq!(cluster["certificate-authority"], "/x/control-plane/ca.crt");
+        assert_eq!(doc["users"][0]["user"]["token"], "tok");
+        assert_eq!(doc["contexts"][0]["context"]["namespace"], "ns");
+
+        let embedded = kubeconfig("http://127.0.0.1:1234", None, "ns", "tok");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&embedded).expect("YAML");
+        assert!(doc["clusters"][0]["cluster"]["certificate-authority"].is_null());
+    }
+}
