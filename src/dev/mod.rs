@@ -8,8 +8,9 @@
 //! Layout: [`playground`] everything wired together (also used by the end-to-end tests)
 //! · [`runner`] the local pod runner · [`addresses`] loopback addresses of Services and
 //! pods · [`host`] how container commands find the host's (pinned) tools ·
-//! [`manifests`] `-f` · [`report`] what the terminal shows. Nothing here is used by
-//! `mcp-operator run`.
+//! [`manifests`] `-f` · [`report`] what the terminal shows · [`control_plane`] real etcd,
+//! kube-apiserver and kube-controller-manager instead of the embedded API server
+//! (`--control-plane`). Nothing here is used by `mcp-operator run`.
 
 pub mod addresses;
 pub mod control_plane;
