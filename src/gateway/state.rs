@@ -190,7 +190,9 @@ pub fn pass_through(resp: Response<Body>) -> Response<Body> {
     with_headers(parts.status, &parts.headers, body)
 }
 
-pub(super) fn with_headers(status: StatusCode, upstream: &HeaderMap, body: Body) -> Response<Body> {
+/// A response of `status` and `body` carrying only the relayed headers among
+/// `upstream` (the upstream answer's headers).
+pub fn with_headers(status: StatusCode, upstream: &HeaderMap, body: Body) -> Response<Body> {
     let mut out = Response::new(body);
     *out.status_mut() = status;
     for name in FORWARDED_RESPONSE_HEADERS {
