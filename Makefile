@@ -30,12 +30,12 @@ run: ## Run the operator against the current kubeconfig (install the CRDs first:
 
 # ---- playground and end-to-end ----------------------------------------------------------
 DEMO_DIR ?= $(CURDIR)/target/dev
-# PLANE=real: the playground on real etcd, kube-apiserver and kube-controller-manager
+# CONTROL_PLANE=real: the playground on real etcd, kube-apiserver and kube-controller-manager
 # (built by `make control-plane`) instead of the embedded API server.
-PLANE ?= embedded
-demo: build peers $(if $(filter real,$(PLANE)),control-plane) ## Playground without a cluster: API server, operator and the examples' pods on this machine (PLANE=real: real control plane; Ctrl-C stops all)
+CONTROL_PLANE ?= embedded
+demo: build peers $(if $(filter real,$(CONTROL_PLANE)),control-plane) ## Playground without a cluster: API server, operator and the examples' pods on this machine (CONTROL_PLANE=real: real control plane; Ctrl-C stops all)
 	rm -rf $(DEMO_DIR)
-	$(CARGO) run --quiet --locked -- dev -f examples/ --dir $(DEMO_DIR) --peers $(PEERS) $(if $(filter real,$(PLANE)),--control-plane $(CONTROL_PLANE)/bin) $(DEV_ARGS)
+	$(CARGO) run --quiet --locked -- dev -f examples/ --dir $(DEMO_DIR) --peers $(PEERS) $(if $(filter real,$(CONTROL_PLANE)),--control-plane $(CONTROL_PLANE_DIR)/bin) $(DEV_ARGS)
 
 # The end-to-end scenarios (tests/it/e2e) also run in `make test`, on a playground. Here
 # they run against the cluster of E2E_KUBECONFIG (default: your KUBECONFIG), where the
@@ -71,12 +71,12 @@ $(PEERS_STAMP): hack/peers/package.json hack/peers/package-lock.json hack/peers/
 # ---- real control plane (tests/it/real_cluster; docs/dev.md, "Test tiers") ---------------
 # etcd, kube-apiserver and kube-controller-manager v1.33, built from source with Go into
 # .peers/control-plane/bin/ (minutes cold; a stamp makes a second run instant).
-CONTROL_PLANE       := $(PEERS)/control-plane
-CONTROL_PLANE_STAMP := $(CONTROL_PLANE)/bin/.stamp
+CONTROL_PLANE_DIR   := $(PEERS)/control-plane
+CONTROL_PLANE_STAMP := $(CONTROL_PLANE_DIR)/bin/.stamp
 control-plane: $(CONTROL_PLANE_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager (v1.33, Go >= 1.24) into .peers/control-plane/bin/
 
 $(CONTROL_PLANE_STAMP): hack/control-plane/go.mod hack/control-plane/go.sum hack/control-plane/build.sh
-	hack/control-plane/build.sh $(CONTROL_PLANE)/bin
+	hack/control-plane/build.sh $(CONTROL_PLANE_DIR)/bin
 	touch $@
 
 # ---- manifests ---------------------------------------------------------------------
