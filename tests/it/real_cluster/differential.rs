@@ -141,20 +141,22 @@ impl Script {
     /// Polls GET `path` until `done(code, body)` or 60 s; records the last answer.
     async fn wait_for(&mut self, step: &str, path: &str, done: impl Fn(u16, &Value) -> bool) {
         let started = tokio::time::Instant::now();
-        let deadline = started + Duration::from_secs(60);
-        loop {
+        let mut last = None;
+        // Not done after 60 s: the last answer is recorded and the comparison shows it.
+        let _ = crate::support::eventually::poll(Duration::from_secs(60), async || {
             let (code, body) = self.send("GET", path, JSON, JSON, None).await;
-            if done(code, &body) || tokio::time::Instant::now() > deadline {
-                let waited = started.elapsed();
-                if waited > Duration::from_secs(5) {
-                    println!("{step}: waited {waited:?} for {}", self.ns);
-                }
-                let body = normalize(&body, &self.ns);
-                self.answers.push((step.to_owned(), Answer { code, body }));
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let finished = done(code, &body);
+            last = Some((code, body));
+            finished
+        })
+        .await;
+        let waited = started.elapsed();
+        if waited > Duration::from_secs(5) {
+            println!("{step}: waited {waited:?} for {}", self.ns);
         }
+        let (code, body) = last.expect("at least one answer");
+        let body = normalize(&body, &self.ns);
+        self.answers.push((step.to_owned(), Answer { code, body }));
     }
 
     /// A watch of `path` (query included) that the server ends after `seconds`, started
@@ -171,10 +173,11 @@ impl Script {
             .header("accept", JSON)
             .body(kube::client::Body::from(Vec::new()))
             .expect("request");
-        let client = self.client.clone();
+        // The answer's head comes once the server has registered the watch: from then on
+        // every change reaches it, so `then` runs after it, not after a guessed delay.
+        let response = self.client.send(request).await.expect("watch sent");
+        let code = response.status().as_u16();
         let watch = tokio::spawn(async move {
-            let response = client.send(request).await.expect("watch sent");
-            let code = response.status().as_u16();
             let bytes = response
                 .into_body()
                 .collect_bytes()
@@ -182,7 +185,6 @@ impl Script {
                 .unwrap_or_default();
             (code, bytes)
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
         then(self.client.clone(), self.ns.clone()).await;
         let (code, bytes) = watch.await.expect("watch task");
         let events: Vec<Value> = String::from_utf8_lossy(&bytes)
