@@ -261,9 +261,9 @@ async fn run(
     let kubeconfig = match (&shared.api_url, token.is_empty()) {
         (Some(url), false) => {
             let path = config.dir.join("kubeconfig");
-            let _ = std::fs::write(
+            let _ = write_owner_only(
                 &path,
-                kubeconfig(url, shared.api_ca.as_deref(), &config.namespace, &token),
+                &kubeconfig(url, shared.api_ca.as_deref(), &config.namespace, &token),
             );
             Some(path)
         }
@@ -348,6 +348,21 @@ impl ContainerCtx {
         };
         process::spawn(spec, &self.shared.host, &pod, &log)
     }
+}
+
+/// Writes a file only its owner can read (a pod's kubeconfig holds its token).
+fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file left by an earlier run keeps its mode through `open`: set it again.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 fn kubeconfig(url: &str, ca: Option<&Path>, namespace: &str, token: &str) -> String {
@@ -576,5 +591,21 @@ mod tests {
         let embedded = kubeconfig("http://127.0.0.1:1234", None, "ns", "tok");
         let doc: serde_yaml::Value = serde_yaml::from_str(&embedded).expect("YAML");
         assert!(doc["clusters"][0]["cluster"]["certificate-authority"].is_null());
+    }
+
+    #[test]
+    fn a_pods_kubeconfig_is_readable_by_its_owner_only_even_over_an_old_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, "old").expect("old file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_owner_only(&path, "token: secret\n").expect("write");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "token: secret\n"
+        );
     }
 }
