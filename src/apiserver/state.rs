@@ -26,7 +26,7 @@ pub struct ApiServerOptions {
     /// Longest watch when the client gives no `timeoutSeconds`.
     pub max_watch: Duration,
     /// Fault rules in force from the start (more can be set through
-    /// [`ApiServerHandle::faults`]).
+    /// [`ApiServerHandle::faults`](super::server::ApiServerHandle::faults)).
     pub faults: Vec<FaultRule>,
 }
 
