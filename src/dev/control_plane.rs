@@ -5,15 +5,18 @@
 //! collector, namespace, ServiceAccount, ServiceAccount-token and root-CA publisher
 //! (`kube-root-ca.crt`) controllers.
 //!
-//! A focused copy of the integration tests' fixture (tests/it/support/control_plane.rs):
+//! The integration tests' real-cluster fixture (tests/it/support/control_plane.rs) starts
+//! its control plane with this module too ([`ControlPlane::start_with`], [`Options`]): the
 //! same certificates (a CA made at start, ECDSA P-256), ServiceAccount signing key, static
-//! tokens (an admin in `system:masters`, the controller manager's user) and flags; no
-//! audit log. Files go under `<dir>/control-plane/`.
+//! tokens (an admin in `system:masters`, the controller manager's user) and flags; the
+//! tests add an audit log and leave out the root-CA publisher. Files go under
+//! `<dir>/control-plane/`.
 //!
 //! Teardown: the processes join the process group of a keeper, a small `sh` whose stdin
 //! is a pipe only this process holds. When this process exits — normally, on a panic or
 //! killed by SIGKILL — the kernel closes the pipe; the keeper stops the processes (SIGTERM,
-//! then SIGKILL to the whole group after at most 5 s) and removes etcd's data.
+//! then SIGKILL to the whole group after at most 5 s) and removes etcd's data (or all of
+//! `dir`, [`Options::remove_on_exit`]).
 //! [`ControlPlane::stop`] closes the pipe itself and waits for the components.
 
 use std::fs::File;
@@ -41,7 +44,8 @@ const LOG_TAIL: u64 = 4_000;
 /// Lifetime asked for ServiceAccount tokens of pods (the API server's minimum is 10 min).
 const TOKEN_SECONDS: i64 = 3600;
 
-/// Stops the group when its stdin closes; `$1` is etcd's data directory.
+/// Stops the group when its stdin closes; `$1` is what it removes then (etcd's data, or
+/// all of the control plane's folder).
 const KEEPER: &str = r#"trap '' INT HUP TERM
 pids=
 while read -r pid; do pids="$pids $pid"; done
@@ -57,6 +61,31 @@ done
 rm -rf "$1"
 kill -KILL 0"#;
 
+/// What differs between the playground's control plane and the integration tests'.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// An audit policy (YAML): the API server then writes every request it records, as
+    /// JSON lines, to [`ControlPlane::audit_log`] (blocking mode, never rotated). None
+    /// (the default): no audit log.
+    pub audit_policy: Option<String>,
+    /// Whether the controller manager runs the root-CA publisher (the `kube-root-ca.crt`
+    /// ConfigMap in every namespace). Default true.
+    pub root_ca_publisher: bool,
+    /// Whether the keeper removes all of `dir` (keys, tokens, logs) when this process
+    /// exits, not only etcd's data. Default false.
+    pub remove_on_exit: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            audit_policy: None,
+            root_ca_publisher: true,
+            remove_on_exit: false,
+        }
+    }
+}
+
 /// A running control plane.
 pub struct ControlPlane {
     /// `https://127.0.0.1:<port>`.
@@ -67,6 +96,8 @@ pub struct ControlPlane {
     pub ca_file: PathBuf,
     /// `<dir>/control-plane`: certificates, keys, tokens, logs.
     pub dir: PathBuf,
+    /// The API server's audit log (JSON lines), when [`Options::audit_policy`] was set.
+    pub audit_log: Option<PathBuf>,
     /// How long the start took.
     pub startup: Duration,
     keeper: Mutex<Option<(Child, ChildStdin)>>,
@@ -75,8 +106,18 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts etcd, the API server (until /readyz) and the controller manager (until its
-    /// ServiceAccount controller made `default/default`), binaries from `bin`.
+    /// ServiceAccount controller made `default/default`), binaries from `bin`; the
+    /// playground's [`Options::default`].
     pub async fn start(bin: &Path, dir: &Path) -> anyhow::Result<ControlPlane> {
+        ControlPlane::start_with(bin, dir, &Options::default()).await
+    }
+
+    /// [`ControlPlane::start`] with `options`.
+    pub async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        options: &Options,
+    ) -> anyhow::Result<ControlPlane> {
         let began = Instant::now();
         for name in BINARIES {
             if !bin.join(name).is_file() {
@@ -87,10 +128,15 @@ impl ControlPlane {
                 );
             }
         }
+        let removed = if options.remove_on_exit {
+            dir.to_owned()
+        } else {
+            dir.join("control-plane/etcd")
+        };
         let dir = dir.join("control-plane");
         let _ = std::fs::remove_dir_all(dir.join("etcd"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut group = ProcessGroup::start(&dir)?;
+        let mut group = ProcessGroup::start(&dir, &removed)?;
         let files = Files::write(&dir)?;
 
         let etcd_port = free_port()?;
@@ -140,6 +186,18 @@ impl ControlPlane {
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--profiling=false",
             ]);
+        let audit_log = match &options.audit_policy {
+            Some(policy) => {
+                std::fs::write(dir.join("audit-policy.yaml"), policy)
+                    .context("writing audit-policy.yaml")?;
+                apiserver
+                    .arg(format!("--audit-policy-file={}", d("audit-policy.yaml")))
+                    .arg(format!("--audit-log-path={}", d("audit.log")))
+                    .args(["--audit-log-mode=blocking", "--audit-log-maxsize=0"]);
+                Some(dir.join("audit.log"))
+            }
+            None => None,
+        };
         group.spawn("kube-apiserver", apiserver)?;
         let kubeconfig = dir.join("admin.kubeconfig");
         write_kubeconfig(&kubeconfig, &url, &files.ca, &files.admin_token)?;
@@ -152,7 +210,14 @@ impl ControlPlane {
         write_kubeconfig(&kcm_kubeconfig, &url, &files.ca, &files.kcm_token)?;
         let mut kcm = Command::new(bin.join("kube-controller-manager"));
         kcm.arg(format!("--kubeconfig={}", kcm_kubeconfig.display()))
-            .arg("--controllers=garbagecollector,namespace,serviceaccount-token,serviceaccount,root-ca-cert-publisher")
+            .arg(format!(
+                "--controllers=garbagecollector,namespace,serviceaccount-token,serviceaccount{}",
+                if options.root_ca_publisher {
+                    ",root-ca-cert-publisher"
+                } else {
+                    ""
+                }
+            ))
             .arg(format!(
                 "--service-account-private-key-file={}",
                 d("sa.key")
@@ -180,6 +245,7 @@ impl ControlPlane {
             kubeconfig,
             ca_file: files.ca,
             dir,
+            audit_log,
             startup: began.elapsed(),
             keeper: Mutex::new(Some(keeper)),
             components: Mutex::new(components),
@@ -290,8 +356,9 @@ async fn readyz(client: &kube::Client) -> bool {
         .is_ok_and(|body| body.trim() == "ok")
 }
 
-/// The keeper and the components in its process group.
-struct ProcessGroup {
+/// The keeper and the components in its process group: everything started with
+/// [`ProcessGroup::spawn`] is stopped when this process exits, however it exits.
+pub struct ProcessGroup {
     dir: PathBuf,
     keeper: Child,
     keeper_stdin: ChildStdin,
@@ -299,12 +366,14 @@ struct ProcessGroup {
 }
 
 impl ProcessGroup {
-    fn start(dir: &Path) -> anyhow::Result<ProcessGroup> {
+    /// Starts the keeper; components log into `dir`; the keeper removes `removed` after
+    /// stopping the group.
+    pub fn start(dir: &Path, removed: &Path) -> anyhow::Result<ProcessGroup> {
         let mut keeper = Command::new("sh")
             .arg("-c")
             .arg(KEEPER)
             .arg("control-plane-keeper")
-            .arg(dir.join("etcd"))
+            .arg(removed)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -320,8 +389,9 @@ impl ProcessGroup {
         })
     }
 
-    /// Starts `cmd` in the keeper's process group, output to `<dir>/<name>.log`.
-    fn spawn(&mut self, name: &str, mut cmd: Command) -> anyhow::Result<()> {
+    /// Starts `cmd` in the keeper's process group, output to `<dir>/<name>.log`; returns
+    /// its pid.
+    pub fn spawn(&mut self, name: &str, mut cmd: Command) -> anyhow::Result<u32> {
         let log = File::create(self.dir.join(format!("{name}.log")))
             .with_context(|| format!("{name} log"))?;
         let err = log.try_clone()?;
@@ -333,9 +403,10 @@ impl ProcessGroup {
             .process_group(pgid)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        writeln!(self.keeper_stdin, "{}", child.id()).context("keeper")?;
+        let pid = child.id();
+        writeln!(self.keeper_stdin, "{pid}").context("keeper")?;
         self.components.push((name.to_owned(), child));
-        Ok(())
+        Ok(pid)
     }
 
     /// Polls `ready` until true; fails when a component exits or at the deadline.

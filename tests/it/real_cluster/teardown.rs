@@ -28,7 +28,7 @@ fn keeper_child() {
         .tempdir()
         .expect("temp dir")
         .keep();
-    let mut group = ProcessGroup::start(&dir).expect("keeper");
+    let mut group = ProcessGroup::start(&dir, &dir).expect("keeper");
     let mut plain = Command::new("sleep");
     plain.arg("600");
     let mut stubborn = Command::new("sh");
