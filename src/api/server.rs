@@ -236,8 +236,9 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<PodSecurityContext>,
 
-    /// ServiceAccount of the pod. Default: a per-server ServiceAccount with no API access,
-    /// created and owned by the operator. A ServiceAccount named here gets no cluster-wide
+    /// ServiceAccount of the pod. Default: a per-server ServiceAccount created and owned
+    /// by the operator, whose only API access is creating and patching Events in its
+    /// namespace (the gateway's audit Events). A ServiceAccount named here gets no cluster-wide
     /// rights from the operator: its gateway accepts binding tokens only, not
     /// ServiceAccount tokens (which need TokenReview).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,7 +402,7 @@ pub struct ProbeSpec {
     #[serde(default = "default_probe_interval")]
     pub interval: GoDuration,
 
-    /// Limit for one attempt: connect + initialize + lists.
+    /// Limit for one attempt: connect + initialize or server/discover + lists.
     #[serde(default = "default_probe_timeout")]
     pub timeout: GoDuration,
 

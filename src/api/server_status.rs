@@ -138,7 +138,7 @@ pub enum ProtocolEra {
     Modern,
 }
 
-/// Capabilities a server declared at initialize.
+/// Capabilities a server declared at initialize or in its server/discover answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerCapabilities {
@@ -217,7 +217,7 @@ pub struct LastProbe {
 /// Outcome of a probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ProbeResult {
-    /// The server completed initialize and the lists.
+    /// The server answered initialize or server/discover, and the lists.
     Succeeded,
     /// See code and message.
     Failed,
