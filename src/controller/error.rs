@@ -84,6 +84,11 @@ impl Error {
 pub trait Failure: std::fmt::Display {
     /// The metric label: a short CamelCase reason.
     fn reason(&self) -> &'static str;
+    /// The step of the reconcile that failed (the top-level error's variant), the
+    /// `step` label of `mcp_operator_reconcile_failed_steps_total`.
+    fn step(&self) -> &'static str {
+        "Reconcile"
+    }
     /// This replica lost the Lease: wait instead of retrying.
     fn is_not_leader(&self) -> bool;
 }

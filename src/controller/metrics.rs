@@ -61,6 +61,7 @@ impl Histogram {
 pub struct Metrics {
     reconcile_duration: Histogram,
     reconcile_errors: Mutex<BTreeMap<String, u64>>,
+    reconcile_failed_steps: Mutex<BTreeMap<String, u64>>,
     probes: Mutex<BTreeMap<String, u64>>,
     probe_latency: Histogram,
     phases: Mutex<BTreeMap<String, String>>,
@@ -78,9 +79,11 @@ impl Metrics {
         self.reconcile_duration.observe(d);
     }
 
-    /// One reconcile failed for `reason` (the error's metric label).
-    pub fn reconcile_failed(&self, reason: &str) {
+    /// One reconcile failed in `step` (the top-level error's variant: `Dereference`,
+    /// `Plan`, `Apply`, `Status`) for `reason` (what the API answered: `Forbidden`, …).
+    pub fn reconcile_failed(&self, step: &str, reason: &str) {
         bump(&self.reconcile_errors, reason);
+        bump(&self.reconcile_failed_steps, step);
     }
 
     /// One probe finished: `result` is `Succeeded` or the error code.
@@ -156,6 +159,13 @@ impl Metrics {
             "Failed reconciles by reason.",
             "reason",
             &lock(&self.reconcile_errors),
+        );
+        render_counter(
+            &mut out,
+            "mcp_operator_reconcile_failed_steps_total",
+            "Failed reconciles by the step that failed (dereference, plan, apply, status).",
+            "step",
+            &lock(&self.reconcile_failed_steps),
         );
         render_counter(
             &mut out,
@@ -297,7 +307,10 @@ mod tests {
         m.set_phase("a/b", Some("Ready"));
         m.probe_queued(2);
         m.probe_running(1);
+        m.reconcile_failed("Apply", "Forbidden");
         let text = m.render();
+        assert!(text.contains("mcp_operator_reconcile_errors_total{reason=\"Forbidden\"} 1"));
+        assert!(text.contains("mcp_operator_reconcile_failed_steps_total{step=\"Apply\"} 1"));
         assert!(text.contains("\nmcp_operator_probe_queue_depth 2\n"));
         assert!(text.contains("\nmcp_operator_probes_in_flight 1\n"));
         assert!(text.contains("mcp_operator_reconcile_duration_seconds_count 1"));

@@ -51,7 +51,7 @@ pub async fn measured<E: Failure>(
     metrics.in_flight(-1);
     metrics.reconciled(started.elapsed());
     match &result {
-        Err(error) => metrics.reconcile_failed(error.reason()),
+        Err(error) => metrics.reconcile_failed(error.step(), error.reason()),
         Ok(_) => retries.succeeded(key),
     }
     result

@@ -48,8 +48,10 @@ pub use validate::referenced_secret_names;
 /// How often a server refused with `ChildConflict` re-checks without any trigger.
 pub const CONFLICT_RECHECK: Duration = Duration::from_secs(60);
 
-/// Why a reconcile failed: the step, and in it what. Its [`Failure::reason`] (the
-/// metric label) is the API error's: `Conflict`, `Forbidden`, `ApiError`, ….
+/// Why a reconcile failed: the step, and in it what. The variant is [`Failure::step`]
+/// (`mcp_operator_reconcile_failed_steps_total{step}`); [`Failure::reason`]
+/// (`mcp_operator_reconcile_errors_total{reason}`) is the API error's: `Conflict`,
+/// `Forbidden`, `ApiError`, … — what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// A read failed.
@@ -73,6 +75,15 @@ impl Failure for ReconcileError {
             Self::Apply(e) => e.source_error().reason(),
             Self::Status(StatusError::Write(e)) => e.reason(),
             Self::Plan(_) | Self::Status(StatusError::Deployment { .. }) => "Serialization",
+        }
+    }
+
+    fn step(&self) -> &'static str {
+        match self {
+            Self::Dereference(_) => "Dereference",
+            Self::Plan(_) => "Plan",
+            Self::Apply(_) => "Apply",
+            Self::Status(_) => "Status",
         }
     }
 

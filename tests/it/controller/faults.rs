@@ -58,3 +58,38 @@ async fn operator_converges_through_injected_faults() {
     }
     operator.stop().await.expect("clean shutdown");
 }
+
+/// A failed write is counted under the step that failed (`Apply`) and under what the API
+/// answered (`ApiError` for a 500), and the reconcile retries until it converges.
+#[tokio::test]
+async fn a_failed_write_is_counted_by_step_and_by_reason() {
+    let (api, client) = cluster().await;
+    let ns = "failed-step";
+    namespace(&client, ns).await;
+    let operator = Operator::start(client.clone(), config());
+    let fault = api.faults().set(
+        FaultRule::new(FaultKind::Error500)
+            .verbs(["patch"])
+            .resource("deployments")
+            .times(1),
+    );
+    let spec = json!({
+        "transport": "Stdio",
+        "container": {"image": "node:22-alpine", "command": ["npx", "server-memory"]},
+    });
+    create_server(&client, ns, "s", spec).await;
+    let server = wait_condition(&client, ns, "s", "Accepted", "True", None).await;
+    all_children(&client, &server).await;
+    assert_eq!(api.faults().fired(fault), 1, "the fault fired once");
+    let metrics = operator.metrics.render();
+    assert!(
+        metrics.contains("mcp_operator_reconcile_failed_steps_total{step=\"Apply\"} 1"),
+        "the failed apply is counted by its step:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_operator_reconcile_errors_total{reason=\"ApiError\"} 1"),
+        "and by what the API answered:\n{metrics}"
+    );
+    api.faults().remove(fault);
+    operator.stop().await.expect("clean shutdown");
+}
