@@ -5,8 +5,7 @@
 //! revision's required scenarios (`--requirements 2026-07-28`) and with its default
 //! (active) set, and 0.1.16's default set. Upstreams: server-everything (legacy era only),
 //! the TypeScript SDK v2 server dual and `legacy: 'reject'` (modern only), and the Python
-//! SDK 2.3 server dual. (0.1.16 against server-everything is
-//! `gateway::clients::conformance_suite_gives_the_same_results_through_the_gateway`.)
+//! SDK 2.3 server dual.
 //!
 //! These servers are not the suite's reference server, so many checks fail directly (no
 //! `test_image_content` tool, no prompts, ...); the point is that the gateway changes
@@ -273,7 +272,11 @@ async fn check(server: EraServer, suites: &[&Suite]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_everything_legacy_same_through_the_gateway() {
-    check(EraServer::Everything, &[&MODERN_REQUIRED, &MODERN_DEFAULT]).await;
+    check(
+        EraServer::Everything,
+        &[&MODERN_REQUIRED, &MODERN_DEFAULT, &LEGACY_DEFAULT],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
