@@ -303,25 +303,7 @@ impl Modern {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.expect("POST to the gateway");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let sse = headers
-            .get("content-type")
-            .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
-        let text = resp.text().await.unwrap_or_default();
-        let body = if sse {
-            sse_messages(&text)
-                .into_iter()
-                .find(|m| m.get("id") == msg.get("id") && m.get("method").is_none())
-                .unwrap_or(Value::Null)
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer::read(resp, msg.get("id")).await
     }
 
     /// A conforming modern request.

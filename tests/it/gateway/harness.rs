@@ -249,6 +249,30 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads an HTTP answer: its status, headers and the JSON-RPC answer to `id` (from a
+    /// JSON body, or the first non-request message with that id in an SSE body).
+    pub async fn read(resp: reqwest::Response, id: Option<&Value>) -> Answer {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let sse = headers
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+        let text = resp.text().await.unwrap_or_default();
+        let body = if sse {
+            sse_messages(&text)
+                .into_iter()
+                .find(|m| id.is_some() && m.get("id") == id && m.get("method").is_none())
+                .unwrap_or(Value::Null)
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// `error.data.rule`, or "" when the answer is not such an error.
     pub fn rule(&self) -> &str {
         self.body["error"]["data"]["rule"]
@@ -357,25 +381,7 @@ impl Mcp {
                 .header("mcp-protocol-version", "2025-11-25");
         }
         let resp = req.send().await.expect("POST to the gateway");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let sse = headers
-            .get("content-type")
-            .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
-        let text = resp.text().await.unwrap_or_default();
-        let body = if sse {
-            sse_messages(&text)
-                .into_iter()
-                .find(|m| id.is_some() && m.get("id") == id.as_ref() && m.get("method").is_none())
-                .unwrap_or(Value::Null)
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer::read(resp, id.as_ref()).await
     }
 }
 
