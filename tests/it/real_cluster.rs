@@ -14,15 +14,13 @@ mod packaging;
 mod teardown;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::Api;
 use kube::core::{GroupVersionKind, Status};
 use mcp_operator::dev::manifests;
 use serde_json::Value;
 
+use crate::support::control_plane::{self, crd_condition as condition};
 use crate::support::{RealCluster, repo_path};
 
 /// Field manager of what these tests apply.
@@ -39,55 +37,10 @@ fn shipped_crds() -> Vec<CustomResourceDefinition> {
         .collect()
 }
 
-/// Installs the shipped CRDs as a user does — `kubectl apply --server-side -f crds/`, so
-/// the files are read as YAML 1.1, like kubectl and helm read them — and waits until each
-/// is Established; returns them as the server has them. Idempotent: every test that needs
-/// the CRDs calls it.
+/// Installs the shipped CRDs and waits until each is Established
+/// ([`support::control_plane::install_shipped_crds`](crate::support::control_plane::install_shipped_crds)).
 async fn install_crds(cluster: &RealCluster) -> Vec<CustomResourceDefinition> {
-    let out = cluster
-        .kubectl()
-        .args(["apply", "--server-side", "--force-conflicts", "-f"])
-        .arg(repo_path("crds"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "the real API server refuses the shipped CRDs (kubectl apply --server-side -f crds/):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    let names: Vec<String> = shipped_crds()
-        .into_iter()
-        .map(|crd| crd.metadata.name.expect("CRD name"))
-        .collect();
-    crate::support::eventually::eventually(
-        "every shipped CRD Established (last seen: the first that is not)",
-        Duration::from_secs(60),
-        async || {
-            let mut installed = Vec::new();
-            for name in &names {
-                let crd = api.get(name).await.expect("CRD readable");
-                if condition(&crd, "Established") != Some("True") {
-                    return Err(format!("{name}: {:?}", crd.status));
-                }
-                installed.push(crd);
-            }
-            Ok(installed)
-        },
-    )
-    .await
-}
-
-/// The status of a CRD's condition `kind`.
-fn condition<'a>(crd: &'a CustomResourceDefinition, kind: &str) -> Option<&'a str> {
-    crd.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == kind)
-        .map(|c| c.status.as_str())
+    control_plane::install_shipped_crds(&cluster.kubeconfig, &cluster.client).await
 }
 
 /// Creates `object` in `namespace` as `kubectl create` does (`fieldValidation=Strict`).

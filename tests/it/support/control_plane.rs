@@ -18,12 +18,14 @@
 //! temporary directory (keys, tokens, etcd data).
 
 use std::ops::Deref;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use mcp_operator::dev::control_plane::{self as starter, Options};
 use serde_json::json;
@@ -201,4 +203,58 @@ async fn start() -> Result<ControlPlane, String> {
             Err(format!("{e:#}"))
         }
     }
+}
+
+/// Installs the shipped CRDs as a user does — `kubectl apply --server-side -f crds/`, so
+/// the files are read as YAML 1.1, like kubectl and helm read them — and waits until each
+/// is Established; returns them as the server has them. Idempotent.
+pub async fn install_shipped_crds(
+    kubeconfig: &Path,
+    client: &kube::Client,
+) -> Vec<CustomResourceDefinition> {
+    let out = Command::new(super::peers::peer_path("bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(super::repo_path("crds"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "the real API server refuses the shipped CRDs (kubectl apply --server-side -f crds/):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let names: Vec<String> = mcp_operator::api::crd::all()
+        .into_iter()
+        .map(|crd| crd.metadata.name.expect("CRD name"))
+        .collect();
+    super::eventually::eventually(
+        "every shipped CRD Established (last seen: the first that is not)",
+        Duration::from_secs(60),
+        async || {
+            let mut installed = Vec::new();
+            for name in &names {
+                let crd = api.get(name).await.expect("CRD readable");
+                if crd_condition(&crd, "Established") != Some("True") {
+                    return Err(format!("{name}: {:?}", crd.status));
+                }
+                installed.push(crd);
+            }
+            Ok(installed)
+        },
+    )
+    .await
+}
+
+/// The status of a CRD's condition `kind`.
+pub fn crd_condition<'a>(crd: &'a CustomResourceDefinition, kind: &str) -> Option<&'a str> {
+    crd.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.as_str())
 }

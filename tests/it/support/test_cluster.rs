@@ -14,7 +14,6 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -103,7 +102,9 @@ impl TestCluster {
         let cp = control_plane();
         let client = cp.client().await;
         REAL_CRDS
-            .get_or_init(|| install_shipped_crds(cp, client.clone()))
+            .get_or_init(async || {
+                super::control_plane::install_shipped_crds(&cp.kubeconfig, &client).await;
+            })
             .await;
         let ns = super::control_plane::namespace_name(test);
         create_namespace(&client, &ns).await;
@@ -311,52 +312,6 @@ impl AuditRecord {
 /// The user name of ServiceAccount `ns/name`.
 pub fn service_account_user(ns: &str, name: &str) -> String {
     format!("system:serviceaccount:{ns}:{name}")
-}
-
-async fn install_shipped_crds(cp: &ControlPlane, client: kube::Client) {
-    let out = Command::new(super::peer_path("bin/kubectl"))
-        .arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
-        .args(["apply", "--server-side", "--force-conflicts", "-f"])
-        .arg(repo_path("crds"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "the real API server refuses the shipped CRDs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let api: Api<CustomResourceDefinition> = Api::all(client);
-    let names: Vec<String> = mcp_operator::api::crd::all()
-        .into_iter()
-        .map(|crd| crd.metadata.name.expect("CRD name"))
-        .collect();
-    super::eventually::eventually(
-        "every shipped CRD Established (last seen: those that are not)",
-        Duration::from_secs(60),
-        async || {
-            let mut pending = Vec::new();
-            for name in &names {
-                let crd = api.get(name).await.expect("CRD readable");
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                if !established {
-                    pending.push(name.clone());
-                }
-            }
-            if pending.is_empty() {
-                Ok(())
-            } else {
-                Err(pending)
-            }
-        },
-    )
-    .await;
 }
 
 async fn apply_shipped_rbac(client: kube::Client) {
